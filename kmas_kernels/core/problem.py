@@ -1,0 +1,163 @@
+"""MiningProblem: one call of ``hard_negatives``, validated and reduced to what a backend reads.
+
+Every backend receives the same MiningProblem and returns the same thing (see ``TopKFn``), so
+validation, relation weights and the exclusion slices are computed once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .index import KGIndex
+from .philox import draw_seed
+from .relation_weights import one_hot_weights, relation_weights_from_embeddings
+from .validation import (
+    as_id_vector,
+    check_count,
+    check_float,
+    check_float_tensor,
+    check_index,
+    check_seed,
+)
+
+
+@dataclass(frozen=True)
+class MiningProblem:
+    """Inputs of one hard-negative call, all on ``index.device``.
+
+    query_entity, query_relation: (B,) int64. positive: (B,) int64, -1 where none is given.
+    weights: (B, R) float32 relation weights w (need not sum to 1: the keys are scale-free).
+    known_start, known_end: (B,) int64, the slice of ``index.known_answers`` excluded for each row
+    (empty when not strict). temperature_gumbel: 0 means deterministic top-k of P_b.
+    """
+
+    index: KGIndex
+    query_entity: torch.Tensor
+    query_relation: torch.Tensor
+    positive: torch.Tensor
+    weights: torch.Tensor
+    known_start: torch.Tensor
+    known_end: torch.Tensor
+    num_negatives: int
+    strict: bool
+    seed: int
+    temperature_gumbel: float
+
+    @property
+    def batch_size(self) -> int:
+        return self.query_entity.numel()
+
+    def scaled_weights(self) -> torch.Tensor:
+        """w[b, r] / |Tails(r)|, (B, R) float32: the per-relation contribution to P_b(e)."""
+        return self.weights * self.index.rel_inv_count
+
+
+# A backend's job: (B, k) int64 entity ids of the top-k keys per row in descending key order
+# (ties: smaller id first), -1 in the slots past the row's support (P_b > 0, not excluded).
+TopKFn = Callable[[MiningProblem], torch.Tensor]
+
+
+def prepare_problem(
+    index: Any,
+    query_entity: Any,
+    query_relation: Any,
+    *,
+    relation_embeddings: Any = None,
+    relation_weights: Any = None,
+    num_negatives: Any,
+    positive: Any = None,
+    strict: bool = True,
+    temperature: Any = 0.1,
+    top_relations: Any = None,
+    temperature_gumbel: Any = 1.0,
+    seed: Any = None,
+) -> MiningProblem:
+    """Validate a call (SPEC §8) and build its MiningProblem."""
+    check_index(index)
+    device = index.device
+    n, r = index.num_entities, index.num_relations
+    query_entity = as_id_vector(query_entity, "query_entity", device)
+    batch = query_entity.numel()
+    query_relation = as_id_vector(query_relation, "query_relation", device, batch)
+    positive_given = positive is not None
+    positive = as_id_vector(positive, "positive", device, batch) if positive_given else torch.full_like(query_entity, -1)
+    k = check_count(num_negatives, "num_negatives")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+    temperature = check_float(temperature, "temperature", low=0.0, low_open=True)
+    temperature_gumbel = check_float(temperature_gumbel, "temperature_gumbel", low=0.0)
+    if top_relations is not None:
+        top_relations = check_count(top_relations, "top_relations")
+    seed = check_seed(seed)
+    if relation_embeddings is not None and relation_weights is not None:
+        raise ValueError("pass relation_embeddings or relation_weights, not both")
+    if relation_embeddings is not None:
+        relation_embeddings = check_float_tensor(relation_embeddings, "relation_embeddings", device, "(R, d) or (B, R, d)")
+        shape = tuple(relation_embeddings.shape)
+        if not (
+            (len(shape) == 2 and shape[0] == r and shape[1] > 0)
+            or (len(shape) == 3 and shape[:2] == (batch, r) and shape[2] > 0)
+        ):
+            raise ValueError(f"relation_embeddings must have shape (R, d) = ({r}, d) or (B, R, d) = ({batch}, {r}, d), got {shape}")
+    if relation_weights is not None:
+        relation_weights = check_float_tensor(relation_weights, "relation_weights", device, "(B, R)")
+        if tuple(relation_weights.shape) != (batch, r):
+            raise ValueError(f"relation_weights must have shape (B, R) = ({batch}, {r}), got {tuple(relation_weights.shape)}")
+
+    # One read-back for every id range (a sync on GPU); ids must be valid before any gather.
+    ids = [query_entity, query_relation] + ([positive] if positive_given else [])
+    bounds = torch.stack([torch.stack([t.min(), t.max()]) for t in ids]).tolist()
+    for (low, high), name, bound in zip(bounds, ("query_entity", "query_relation", "positive"), (n, r, n)):
+        if low < 0 or high >= bound:
+            raise ValueError(f"{name} must hold ids in [0, {bound}), found {low if low < 0 else high}")
+
+    if strict:
+        known_start, known_end = index.known_slices(query_entity, query_relation)
+        positive_known = index.is_known(query_entity, query_relation, positive) & (positive >= 0)
+        excluded = (known_end - known_start) + ((positive >= 0) & ~positive_known).to(torch.int64)
+    else:
+        known_start = known_end = torch.zeros_like(query_entity)
+        excluded = (positive >= 0).to(torch.int64)
+    checks = [excluded.max(), index.tail_counts[query_relation].min()]
+    source = relation_embeddings if relation_embeddings is not None else relation_weights
+    if source is not None:
+        checks.append((~torch.isfinite(source)).any().to(torch.int64))
+    if relation_weights is not None:
+        checks.append((relation_weights < 0).any().to(torch.int64))
+    values = torch.stack(checks).tolist()  # second and last read-back
+    max_excluded, min_tails = int(values[0]), int(values[1])
+    if k > n - max_excluded:
+        raise ValueError(
+            f"num_negatives={k} is larger than the number of non-excluded entities of some row "
+            f"({n - max_excluded} of {n} with strict={strict})"
+        )
+    if min_tails == 0:
+        raise ValueError("query_relation holds a relation with no tails in the index: it has no candidate distribution")
+    if source is not None and values[2]:
+        name = "relation_embeddings" if relation_embeddings is not None else "relation_weights"
+        raise ValueError(f"{name} holds NaN or inf")
+    if relation_weights is not None and values[3]:
+        raise ValueError("relation_weights must be non-negative")
+
+    if relation_embeddings is not None:
+        weights = relation_weights_from_embeddings(relation_embeddings, query_relation, temperature, top_relations)
+    elif relation_weights is not None:
+        weights = relation_weights.to(torch.float32)
+    else:
+        weights = one_hot_weights(query_relation, r)
+    return MiningProblem(
+        index=index,
+        query_entity=query_entity,
+        query_relation=query_relation,
+        positive=positive,
+        weights=weights.contiguous(),
+        known_start=known_start,
+        known_end=known_end,
+        num_negatives=k,
+        strict=strict,
+        seed=draw_seed() if seed is None else seed,
+        temperature_gumbel=temperature_gumbel,
+    )

@@ -1,0 +1,56 @@
+"""The reference backend: SPEC §2 in plain PyTorch, materialising B x N. The oracle.
+
+Readable first; every fused backend computes the same thing per (row, entity) without the
+B x N tensors:
+
+    P[b, e]   = sum_{r in rels(e)} w[b, r] / |Tails(r)|          (accumulated in float64, stored fp32)
+    key[b, e] = log P[b, e] + temperature_gumbel * G(seed, b, e)   (float32; -inf where P = 0)
+    key[b, e] = -inf for the positive and, when strict, the known answers of (q_b, r_b)
+    result[b] = the k largest keys, descending, ties by smaller id; -1 past the finite keys.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .index import flat_ranges
+from .philox import gumbel_noise
+from .problem import MiningProblem
+
+
+def candidate_probability(problem: MiningProblem) -> torch.Tensor:
+    """P (B, N) float32: the unnormalised hard-negative distribution of every row."""
+    index = problem.index
+    scaled = problem.weights.to(torch.float64) * index.rel_inv_count.to(torch.float64)  # (B, R)
+    degree = index.ent_ptr[1:] - index.ent_ptr[:-1]
+    entity_of_pair = torch.repeat_interleave(torch.arange(index.num_entities, device=index.device), degree)
+    p = torch.zeros(problem.batch_size, index.num_entities, dtype=torch.float64, device=index.device)
+    p.index_add_(1, entity_of_pair, scaled[:, index.ent_rels.to(torch.int64)])
+    return p.to(torch.float32)
+
+
+def candidate_keys(problem: MiningProblem) -> torch.Tensor:
+    """Gumbel-top-k keys (B, N) float32, -inf for excluded entities and P = 0."""
+    index = problem.index
+    batch = problem.batch_size
+    keys = torch.log(candidate_probability(problem))
+    if problem.temperature_gumbel > 0:
+        rows = torch.arange(batch, device=index.device)[:, None]
+        entities = torch.arange(index.num_entities, device=index.device)[None, :]
+        keys = keys + problem.temperature_gumbel * gumbel_noise(problem.seed, rows, entities)
+    has_positive = problem.positive >= 0
+    keys[torch.nonzero(has_positive).squeeze(1), problem.positive[has_positive]] = float("-inf")
+    row, position = flat_ranges(problem.known_start, problem.known_end)
+    keys[row, index.known_answers[position].to(torch.int64)] = float("-inf")
+    return keys
+
+
+def reference_top_k(problem: MiningProblem) -> torch.Tensor:
+    """(B, k) int64 ids of the largest keys per row, descending, -1 past the row's support."""
+    keys = candidate_keys(problem)
+    # stable sort on descending keys keeps ascending ids among equal keys
+    values, ids = torch.sort(keys, dim=1, descending=True, stable=True)
+    k = problem.num_negatives
+    top = ids[:, :k].clone()
+    top[values[:, :k] == float("-inf")] = -1
+    return top

@@ -1,0 +1,43 @@
+"""Relation weights w (SPEC §2.1): which relations' tail sets a row's hard negatives come from.
+
+    sim[b, r'] = cos(Z[b, r_b], Z[b, r'])
+    w[b, :]    = softmax(sim[b, :] / temperature) over the `top_relations` most similar relations
+                 (r_b always among them; ties broken by the smaller relation id), 0 elsewhere.
+
+Computed in torch once per call and shared by every backend, so the backends only differ in how
+they score candidates, never in w.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def relation_weights_from_embeddings(
+    embeddings: torch.Tensor,
+    query_relation: torch.Tensor,
+    temperature: float,
+    top_relations: int | None = None,
+) -> torch.Tensor:
+    """w (B, R) float32 from relation embeddings Z: (R, d) shared, or (B, R, d) one set per row."""
+    z = F.normalize(embeddings.to(torch.float32), dim=-1, eps=1e-12)
+    if z.dim() == 2:
+        sim = z[query_relation] @ z.T  # (B, R)
+    else:
+        rows = torch.arange(z.shape[0], device=z.device)
+        sim = torch.einsum("bd,brd->br", z[rows, query_relation], z)
+    logits = sim / temperature
+    num_relations = sim.shape[1]
+    if top_relations is not None and top_relations < num_relations:
+        rank_key = sim.clone()
+        rank_key.scatter_(1, query_relation[:, None], float("inf"))  # r_b always kept
+        keep = torch.sort(rank_key, dim=1, descending=True, stable=True).indices[:, :top_relations]
+        mask = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, keep, True)
+        logits = logits.masked_fill(~mask, float("-inf"))
+    return torch.softmax(logits, dim=1)
+
+
+def one_hot_weights(query_relation: torch.Tensor, num_relations: int) -> torch.Tensor:
+    """w (B, R) with all weight on the query relation: negatives from its own tail set (its range)."""
+    return F.one_hot(query_relation, num_relations).to(torch.float32)

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from kmas_kernels import KGIndex
+
+
+def shared_dir() -> Path:
+    """../shared next to the repository (or $KMAS_SHARED)."""
+    env = os.environ.get("KMAS_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+
+
+def random_triples(num_entities: int, num_relations: int, num_edges: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack(
+        [
+            torch.randint(num_entities, (num_edges,), generator=g),
+            torch.randint(num_relations, (num_edges,), generator=g),
+            torch.randint(num_entities, (num_edges,), generator=g),
+        ],
+        dim=1,
+    )
+
+
+def queries_from_edges(index: KGIndex, batch: int, seed: int):
+    """(query_entity, query_relation, positive) of `batch` random known edges, inverses included."""
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randint(index.num_edges, (batch,), generator=g)
+    key = index.known_keys[pick]
+    n, r = index.num_entities, index.num_relations
+    return key // n // r, (key // n) % r, key % n
+
+
+@pytest.fixture
+def small_graph():
+    triples = random_triples(40, 4, 120, seed=0)
+    return triples, KGIndex.from_triples(triples, num_entities=40, num_relations=4)
