@@ -73,9 +73,10 @@ class KMASSampler:
             raise ValueError(f"schedule returned {ratio} at step {step}: a ratio must be in [0, 1]")
         return ratio
 
-    def num_hard(self, step: int | None = None) -> int:
+    def num_hard(self, step: int | None = None, num_negatives: int | None = None) -> int:
         """round(ratio(step) * k), halves rounded up."""
-        return int(self.ratio(step) * self.num_negatives + 0.5)
+        k = self.num_negatives if num_negatives is None else num_negatives
+        return int(self.ratio(step) * k + 0.5)
 
     def sample(
         self,
@@ -85,11 +86,21 @@ class KMASSampler:
         *,
         relation_embeddings: torch.Tensor | None = None,
         relation_weights: torch.Tensor | None = None,
+        num_negatives: int | None = None,
+        strict: bool | None = None,
     ) -> torch.Tensor:
-        """(B, k) negatives: columns [0, num_hard) hard, the rest uniform. Advances the step."""
-        num_hard = self.num_hard()
+        """(B, k) negatives: columns [0, num_hard) hard, the rest uniform. Advances the step.
+
+        ``num_negatives`` and ``strict`` override the sampler's own for this call (ULTRA passes
+        both on every call).
+        """
+        k = self.num_negatives if num_negatives is None else check_count(num_negatives, "num_negatives")
+        strict = self.strict if strict is None else strict
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+        num_hard = self.num_hard(num_negatives=k)
         step_seed = mix_seed(self.seed, self.step)
-        options = dict(positive=positive, strict=self.strict, seed=step_seed)
+        options = dict(positive=positive, strict=strict, seed=step_seed)
         if num_hard > 0:
             hard = hard_negatives(
                 self.index,
@@ -104,7 +115,7 @@ class KMASSampler:
                 backend=self.backend,
                 **options,
             )
-        num_uniform = self.num_negatives - num_hard
+        num_uniform = k - num_hard
         if num_uniform > 0:
             # validates the queries the same way as the hard path (k = 1: one allowed entity suffices)
             problem = prepare_problem(self.index, query_entity, query_relation, num_negatives=1, **options)
@@ -115,7 +126,7 @@ class KMASSampler:
                 problem.positive,
                 num_uniform,
                 seed=step_seed,
-                strict=self.strict,
+                strict=strict,
                 stream=STREAM_UNIFORM,
             )
         self.step += 1

@@ -14,19 +14,22 @@ import torch
 import torch.nn.functional as F
 
 
-def relation_weights_from_embeddings(
-    embeddings: torch.Tensor,
+def cosine_to_query(embeddings: torch.Tensor, query_relation: torch.Tensor) -> torch.Tensor:
+    """sim (B, R) float32: cos(Z[b, r_b], Z[b, r']) for Z (R, d) shared or (B, R, d) per row."""
+    z = F.normalize(embeddings.to(torch.float32), dim=-1, eps=1e-12)
+    if z.dim() == 2:
+        return z[query_relation] @ z.T
+    rows = torch.arange(z.shape[0], device=z.device)
+    return torch.einsum("bd,brd->br", z[rows, query_relation], z)
+
+
+def relation_weights_from_similarity(
+    sim: torch.Tensor,
     query_relation: torch.Tensor,
     temperature: float,
     top_relations: int | None = None,
 ) -> torch.Tensor:
-    """w (B, R) float32 from relation embeddings Z: (R, d) shared, or (B, R, d) one set per row."""
-    z = F.normalize(embeddings.to(torch.float32), dim=-1, eps=1e-12)
-    if z.dim() == 2:
-        sim = z[query_relation] @ z.T  # (B, R)
-    else:
-        rows = torch.arange(z.shape[0], device=z.device)
-        sim = torch.einsum("bd,brd->br", z[rows, query_relation], z)
+    """w (B, R) float32 from similarities sim (B, R) to each row's query relation."""
     logits = sim / temperature
     num_relations = sim.shape[1]
     if top_relations is not None and top_relations < num_relations:
@@ -36,6 +39,17 @@ def relation_weights_from_embeddings(
         mask = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, keep, True)
         logits = logits.masked_fill(~mask, float("-inf"))
     return torch.softmax(logits, dim=1)
+
+
+def relation_weights_from_embeddings(
+    embeddings: torch.Tensor,
+    query_relation: torch.Tensor,
+    temperature: float,
+    top_relations: int | None = None,
+) -> torch.Tensor:
+    """w (B, R) float32 from relation embeddings Z: (R, d) shared, or (B, R, d) one set per row."""
+    sim = cosine_to_query(embeddings, query_relation)
+    return relation_weights_from_similarity(sim, query_relation, temperature, top_relations)
 
 
 def one_hot_weights(query_relation: torch.Tensor, num_relations: int) -> torch.Tensor:
