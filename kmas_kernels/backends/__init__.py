@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from ..core import TopKFn, reference_top_k
+from .native import cpu_available, cuda_available, native_cpu_top_k, native_cuda_top_k
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ def _always() -> str | None:
 
 _REGISTRY: dict[str, Backend] = {
     "reference": Backend("reference", reference_top_k, ("cpu", "cuda"), _always),
+    "cpu": Backend("cpu", native_cpu_top_k, ("cpu",), cpu_available),
+    "cuda": Backend("cuda", native_cuda_top_k, ("cuda",), cuda_available),
 }
 
 # "auto" tries these in order for each device type and takes the first usable one.
@@ -37,7 +40,7 @@ _AUTO_ORDER = {"cuda": ("triton", "cuda", "reference"), "cpu": ("cpu", "referenc
 
 def available_backends() -> dict[str, str | None]:
     """Every backend name -> None if usable on this machine, else the reason it is not."""
-    reasons = {name: "not built into this version of kmas_kernels" for name in ("triton", "cuda", "cpu")}
+    reasons = {name: "not built into this version of kmas_kernels" for name in ("triton",)}
     reasons.update({name: backend.probe() for name, backend in _REGISTRY.items()})
     return reasons
 

@@ -3,7 +3,7 @@
 Readable first; every fused backend computes the same thing per (row, entity) without the
 B x N tensors:
 
-    P[b, e]   = sum_{r in rels(e)} w[b, r] / |Tails(r)|          (accumulated in float64, stored fp32)
+    P[b, e]   = sum_{r in rels(e)} w[b, r] / |Tails(r)|          (float32, ascending r, from 0)
     key[b, e] = log P[b, e] + temperature_gumbel * G(seed, b, e)   (float32; -inf where P = 0)
     key[b, e] = -inf for the positive and, when strict, the known answers of (q_b, r_b)
     result[b] = the k largest keys, descending, ties by smaller id; -1 past the finite keys.
@@ -19,14 +19,18 @@ from .problem import MiningProblem
 
 
 def candidate_probability(problem: MiningProblem) -> torch.Tensor:
-    """P (B, N) float32: the unnormalised hard-negative distribution of every row."""
+    """P (B, N) float32: the unnormalised hard-negative distribution of every row.
+
+    Summed in float32 in the index's order (ascending relation per entity), as the fused kernels
+    do, so that equal sums stay equal across backends. On CPU, ``index_add_`` adds the terms one
+    index position at a time, in that order; on CUDA it uses atomics and the order is free.
+    """
     index = problem.index
-    scaled = problem.weights.to(torch.float64) * index.rel_inv_count.to(torch.float64)  # (B, R)
+    scaled = problem.scaled_weights()  # (B, R) float32
     degree = index.ent_ptr[1:] - index.ent_ptr[:-1]
     entity_of_pair = torch.repeat_interleave(torch.arange(index.num_entities, device=index.device), degree)
-    p = torch.zeros(problem.batch_size, index.num_entities, dtype=torch.float64, device=index.device)
-    p.index_add_(1, entity_of_pair, scaled[:, index.ent_rels.to(torch.int64)])
-    return p.to(torch.float32)
+    p = torch.zeros(problem.batch_size, index.num_entities, dtype=torch.float32, device=index.device)
+    return p.index_add_(1, entity_of_pair, scaled[:, index.ent_rels.to(torch.int64)])
 
 
 def candidate_keys(problem: MiningProblem) -> torch.Tensor:

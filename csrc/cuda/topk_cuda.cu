@@ -1,0 +1,245 @@
+// CUDA backend: Gumbel-top-k over the index without a B x N buffer.
+//
+// Kernel 1 (select): grid (splits, B), one block per (row, slice of entities). Threads score
+// consecutive entities (coalesced ent_ptr reads), skip P = 0 and, through the shared threshold,
+// the RNG of candidates that cannot enter. Keys that beat the block's threshold are appended to a
+// block buffer (shared memory, or global scratch for large k) with one atomic per warp
+// (ballot + popc). When the buffer could overflow, the block sorts it (bitonic), keeps the k
+// largest and raises its threshold; blocks of the same row share their k-th keys through a
+// per-row atomicMax, so every block of a row rejects what another block already beats.
+// Kernel 2 (merge): one block per row sorts the splits' k-lists and writes the ids.
+// Scoring, RNG, packing and exclusion are the shared core (csrc/core/kmas_core.h).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "topk_cuda.h"
+
+namespace kmas {
+namespace cuda {
+
+namespace {
+
+constexpr int THREADS = 256;
+constexpr int64_t SMEM_KEYS = 6144;                  // 48 KB of int64: no opt-in needed
+constexpr int64_t MIN_ENTITIES_PER_BLOCK = THREADS * 16;
+constexpr int64_t SELECT_BUFFER_BUDGET = 256ll << 20;  // bytes of global select buffers, at most
+
+int64_t next_pow2(int64_t x) {
+    int64_t p = 1;
+    while (p < x) p <<= 1;
+    return p;
+}
+
+size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
+
+void check(cudaError_t err, const char* what) {
+    if (err != cudaSuccess) throw std::runtime_error(std::string("kmas cuda: ") + what + ": " + cudaGetErrorString(err));
+}
+
+struct Plan {
+    int splits;
+    int64_t cap;         // select buffer capacity (power of two >= k + THREADS)
+    bool select_global;  // select buffer in global scratch
+    int64_t mcap;        // merge buffer capacity (power of two >= splits * k)
+    bool merge_global;
+    size_t off_partial, off_select, off_merge, total;
+};
+
+Plan make_plan(int device, int64_t B, int64_t N, int64_t k) {
+    int sms = 0;
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    Plan pl;
+    pl.cap = next_pow2(k + THREADS);
+    pl.select_global = pl.cap > SMEM_KEYS;
+    int64_t want = std::max<int64_t>(1, (2 * (int64_t)sms + B - 1) / std::max<int64_t>(B, 1));
+    int64_t most = std::max<int64_t>(1, N / MIN_ENTITIES_PER_BLOCK);
+    int64_t splits = std::min(want, most);
+    if (pl.select_global) {
+        int64_t fit = SELECT_BUFFER_BUDGET / (std::max<int64_t>(B, 1) * pl.cap * 8);
+        splits = std::max<int64_t>(1, std::min(splits, fit));
+    }
+    splits = std::min<int64_t>(splits, 65535);
+    pl.splits = (int)splits;
+    pl.mcap = next_pow2(splits * k);
+    pl.merge_global = splits > 1 && pl.mcap > SMEM_KEYS;
+    size_t off = align_up((size_t)B * 8);  // row thresholds first
+    pl.off_partial = off;
+    off += align_up((size_t)B * splits * k * 8);
+    pl.off_select = off;
+    if (pl.select_global) off += align_up((size_t)B * splits * pl.cap * 8);
+    pl.off_merge = off;
+    if (pl.merge_global) off += align_up((size_t)B * pl.mcap * 8);
+    pl.total = off;
+    return pl;
+}
+
+// Descending bitonic sort of buf[0:n), n a power of two; every thread of the block calls it.
+__device__ void block_sort_descending(int64_t* buf, int64_t n) {
+    for (int64_t size = 2; size <= n; size <<= 1) {
+        for (int64_t stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int64_t i = threadIdx.x; i < (n >> 1); i += blockDim.x) {
+                int64_t lo = 2 * i - (i & (stride - 1));
+                int64_t hi = lo + stride;
+                bool descending = (lo & size) == 0;
+                int64_t a = buf[lo], b = buf[hi];
+                if (descending ? (a < b) : (a > b)) {
+                    buf[lo] = b;
+                    buf[hi] = a;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+__global__ void init_thresholds(int64_t* row_thr, int64_t B) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < B) row_thr[i] = EMPTY_KEY;
+}
+
+__global__ void __launch_bounds__(THREADS)
+select_kernel(Problem p, int64_t row0, int splits, int64_t cap, int64_t* select_buf, int64_t* row_thr,
+              int64_t* partial) {
+    extern __shared__ int64_t smem_keys[];
+    __shared__ int count;
+    __shared__ int64_t block_thr;
+
+    const int64_t b = row0 + blockIdx.y;
+    const int s = blockIdx.x;
+    const int64_t k = p.k;
+    int64_t* buf = select_buf ? select_buf + ((int64_t)b * splits + s) * cap : smem_keys;
+    const Row row = make_row(p, b);
+    const int64_t N = p.num_entities;
+    const int64_t lo = N * s / splits, hi = N * (s + 1) / splits;
+    const unsigned lane = threadIdx.x & 31u;
+
+    if (threadIdx.x == 0) {
+        count = 0;
+        block_thr = EMPTY_KEY;
+    }
+    __syncthreads();
+
+    int64_t thr = EMPTY_KEY;
+    for (int64_t base = lo;; base += THREADS) {
+        const bool more = base < hi;  // uniform
+        if (more) {
+            const int64_t e = base + threadIdx.x;
+            int64_t key = EMPTY_KEY;
+            const bool ok = e < hi && score_candidate(p, row, e, thr, &key);
+            const unsigned mask = __ballot_sync(0xFFFFFFFFu, ok);
+            if (mask) {
+                const int leader = __ffs(mask) - 1;
+                int pos = 0;
+                if (lane == (unsigned)leader) pos = atomicAdd(&count, __popc(mask));
+                pos = __shfl_sync(0xFFFFFFFFu, pos, leader);
+                if (ok) buf[pos + __popc(mask & ((1u << lane) - 1u))] = key;
+            }
+        }
+        __syncthreads();
+        const int n = count;  // every thread reads the same value ...
+        __syncthreads();      // ... before anyone changes it
+        if (!more || (int64_t)n + THREADS > cap) {
+            for (int64_t i = n + threadIdx.x; i < cap; i += THREADS) buf[i] = EMPTY_KEY;
+            __syncthreads();
+            block_sort_descending(buf, cap);
+            if (threadIdx.x == 0) {
+                const int64_t kept = (int64_t)n < k ? (int64_t)n : k;
+                count = (int)kept;
+                int64_t t = block_thr;
+                if (kept == k) {
+                    t = t > buf[k - 1] ? t : buf[k - 1];
+                    atomicMax(reinterpret_cast<long long*>(row_thr + b), (long long)buf[k - 1]);
+                }
+                const int64_t shared_thr = *reinterpret_cast<volatile int64_t*>(row_thr + b);
+                block_thr = t > shared_thr ? t : shared_thr;
+            }
+            __syncthreads();
+        }
+        thr = block_thr;
+        if (!more) break;
+    }
+
+    // the block's k best (sorted by the final compaction), padded with EMPTY_KEY
+    int64_t* dst = partial + ((int64_t)b * splits + s) * k;
+    const int64_t kept = count;
+    for (int64_t i = threadIdx.x; i < k; i += THREADS) dst[i] = i < kept ? buf[i] : EMPTY_KEY;
+}
+
+__global__ void __launch_bounds__(THREADS)
+merge_kernel(int splits, int64_t k, int64_t mcap, const int64_t* partial, int64_t* merge_buf, int64_t* out) {
+    extern __shared__ int64_t smem_keys[];
+    const int64_t b = blockIdx.x;
+    const int64_t total = (int64_t)splits * k;
+    const int64_t* src = partial + b * total;
+    int64_t* dst = out + b * k;
+    if (splits == 1) {  // already sorted
+        for (int64_t i = threadIdx.x; i < k; i += THREADS) dst[i] = src[i] == EMPTY_KEY ? -1 : packed_id(src[i]);
+        return;
+    }
+    int64_t* buf = merge_buf ? merge_buf + b * mcap : smem_keys;
+    for (int64_t i = threadIdx.x; i < mcap; i += THREADS) buf[i] = i < total ? src[i] : EMPTY_KEY;
+    __syncthreads();
+    block_sort_descending(buf, mcap);
+    for (int64_t i = threadIdx.x; i < k; i += THREADS) dst[i] = buf[i] == EMPTY_KEY ? -1 : packed_id(buf[i]);
+}
+
+struct DeviceGuard {
+    int previous = -1;
+    explicit DeviceGuard(int device) {
+        check(cudaGetDevice(&previous), "cudaGetDevice");
+        if (previous != device) check(cudaSetDevice(device), "cudaSetDevice");
+    }
+    ~DeviceGuard() {
+        int now = -1;
+        if (cudaGetDevice(&now) == cudaSuccess && now != previous) cudaSetDevice(previous);
+    }
+};
+
+}  // namespace
+
+int device_count() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();  // clear
+        return 0;
+    }
+    return n;
+}
+
+size_t scratch_bytes(int device, int64_t batch, int64_t num_entities, int64_t k) {
+    DeviceGuard guard(device);
+    return make_plan(device, batch, num_entities, k).total;
+}
+
+void top_k(const Problem& p, int64_t* out, void* scratch, size_t scratch_size, int device, uintptr_t stream_handle) {
+    if (p.batch <= 0) return;
+    DeviceGuard guard(device);
+    const Plan pl = make_plan(device, p.batch, p.num_entities, p.k);
+    if (scratch_size < pl.total) throw std::invalid_argument("kmas cuda: scratch buffer too small");
+    cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
+    char* base = static_cast<char*>(scratch);
+    int64_t* row_thr = reinterpret_cast<int64_t*>(base);
+    int64_t* partial = reinterpret_cast<int64_t*>(base + pl.off_partial);
+    int64_t* select_buf = pl.select_global ? reinterpret_cast<int64_t*>(base + pl.off_select) : nullptr;
+    int64_t* merge_buf = pl.merge_global ? reinterpret_cast<int64_t*>(base + pl.off_merge) : nullptr;
+
+    init_thresholds<<<(unsigned)((p.batch + 255) / 256), 256, 0, stream>>>(row_thr, p.batch);
+    check(cudaGetLastError(), "init_thresholds launch");
+
+    const size_t select_smem = pl.select_global ? 0 : (size_t)pl.cap * 8;
+    for (int64_t row0 = 0; row0 < p.batch; row0 += 65535) {  // gridDim.y <= 65535
+        const unsigned rows = (unsigned)std::min<int64_t>(p.batch - row0, 65535);
+        select_kernel<<<dim3((unsigned)pl.splits, rows), THREADS, select_smem, stream>>>(p, row0, pl.splits, pl.cap,
+                                                                                      select_buf, row_thr, partial);
+        check(cudaGetLastError(), "select_kernel launch");
+    }
+    const size_t merge_smem = (pl.splits == 1 || pl.merge_global) ? 0 : (size_t)pl.mcap * 8;
+    merge_kernel<<<(unsigned)p.batch, THREADS, merge_smem, stream>>>(pl.splits, p.k, pl.mcap, partial, merge_buf, out);
+    check(cudaGetLastError(), "merge_kernel launch");
+}
+
+}  // namespace cuda
+}  // namespace kmas
