@@ -17,6 +17,7 @@ import torch
 from scipy import stats
 
 from conftest import queries_from_edges, random_triples
+from tie_rule import assert_matches_reference
 from kmas_kernels import KGIndex
 from kmas_kernels.backends import native
 from kmas_kernels.core import philox
@@ -28,7 +29,6 @@ CPU_REASON = native.cpu_available()
 CUDA_REASON = native.cuda_available()
 needs_cpu = pytest.mark.skipif(CPU_REASON is not None, reason=f"cpu backend: {CPU_REASON}")
 needs_cuda = pytest.mark.skipif(CUDA_REASON is not None, reason=f"cuda backend: {CUDA_REASON}")
-RTOL = 1e-5
 
 
 def test_availability_reports():
@@ -41,34 +41,6 @@ def test_availability_reports():
         problem = prepare_problem(index, q, r, num_negatives=2, positive=a, seed=0)
         with pytest.raises(RuntimeError):
             native.native_top_k(problem)
-
-
-def assert_matches_reference(problem, got, max_rows=None):
-    """got == reference_top_k up to near-ties; returns the number of rows that differ."""
-    ref = reference_top_k(problem)
-    assert got.dtype == torch.int64 and got.shape == ref.shape
-    got = got.cpu()
-    if torch.equal(ref, got):
-        return 0
-    keys = candidate_keys(problem).double()
-    rows = (ref != got).any(1).nonzero().flatten().tolist()
-    for b in rows:
-        r, g, kv = ref[b], got[b], keys[b]
-        assert torch.equal(r < 0, g < 0), f"row {b}: support differs: {r.tolist()} vs {g.tolist()}"
-        m = int((r >= 0).sum())
-        r, g = r[:m], g[:m]
-        assert len(set(g.tolist())) == m, f"row {b}: repeated ids {g.tolist()}"
-        kth = float(kv[r[m - 1]])
-        for e in set(r.tolist()) ^ set(g.tolist()):
-            assert abs(float(kv[e]) - kth) <= RTOL * max(1.0, abs(kth)), (
-                f"row {b}: entity {e} (key {float(kv[e])}) swapped at the k-th key {kth}: not a near-tie"
-            )
-        for i in torch.nonzero(r != g).flatten().tolist():
-            a, c = float(kv[r[i]]), float(kv[g[i]])
-            assert abs(a - c) <= RTOL * max(1.0, abs(a)), f"row {b} slot {i}: keys {a} vs {c} are not a near-tie"
-    if max_rows is not None:
-        assert len(rows) <= max_rows, f"{len(rows)} rows of {ref.shape[0]} differ (near-ties, but too many)"
-    return len(rows)
 
 
 def make_problem(n, r0, edges, batch, k, *, strict, tg, weights, heads, graph_seed, seed, device="cpu"):

@@ -1,0 +1,103 @@
+"""The drop-in inside the real ULTRA model's training step (DeepGraphLearning/ULTRA).
+
+Needs a checkout of ULTRA (``ULTRA_PATH`` = the folder holding its ``ultra/`` package), its
+dependencies torch-geometric and torch-scatter, ``../shared/data`` and ``../shared/checkpoints``.
+Skips with a message otherwise. What it checks, on the GraIL fb237_v1 training graph with the
+public ultra_3g weights: ULTRA's own ``negative_sampling`` and ours return the same layout; a
+full training step (ULTRA forward, self-adversarial BCE, backward, AdamW) runs on our batch; no
+negative is a known triple; the forward hook on ``model.relation_model`` filled the cache.
+"""
+
+import copy
+import importlib
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import shared_dir
+from kmas_kernels.data import load_kg_folder
+from kmas_kernels.ultra import KMASNegativeSampling
+
+
+@pytest.fixture(scope="module")
+def ultra():
+    path = os.environ.get("ULTRA_PATH")
+    if not path:
+        pytest.skip("set ULTRA_PATH to a checkout of DeepGraphLearning/ULTRA to run the drop-in inside the real model")
+    for dependency in ("torch_scatter", "torch_geometric"):
+        if importlib.util.find_spec(dependency) is None:
+            pytest.skip(f"ULTRA needs {dependency}, not installed here (pip install kmas_kernels[ultra])")
+    sys.path.insert(0, path)
+    models = importlib.import_module("ultra.models")
+    tasks = importlib.import_module("ultra.tasks")
+    return models, tasks
+
+
+@pytest.fixture(scope="module")
+def graph_and_model(ultra):
+    models, tasks = ultra
+    data_dir = shared_dir() / "data" / "grail" / "fb237_v1"
+    checkpoint = shared_dir() / "checkpoints" / "ultra_3g.pth"
+    if not data_dir.is_dir() or not checkpoint.is_file():
+        pytest.skip(f"needs {data_dir} and {checkpoint}")
+    from torch_geometric.data import Data
+
+    kg = load_kg_folder(data_dir)
+    h, r, t = kg.train.unbind(1)
+    r0 = kg.num_relations
+    data = Data(
+        edge_index=torch.stack([torch.cat([h, t]), torch.cat([t, h])]),
+        edge_type=torch.cat([r, r + r0]),
+        num_nodes=kg.num_entities,
+        num_relations=2 * r0,
+        target_edge_index=torch.stack([h, t]),
+        target_edge_type=r,
+    )
+    data = tasks.build_relation_graph(data)
+    layer = dict(input_dim=64, hidden_dims=[64] * 6, message_func="distmult", aggregate_func="sum", short_cut=True, layer_norm=True)
+    model = models.Ultra(dict(layer, **{"class": "RelNBFNet"}), dict(layer, **{"class": "EntityNBFNet"}))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    model.load_state_dict(state)
+    return data, model
+
+
+def test_drop_in_runs_inside_a_real_ultra_training_step(ultra, graph_and_model):
+    _, tasks = ultra
+    data, model = graph_and_model
+    model = copy.deepcopy(model)
+    batch = torch.cat([data.target_edge_index, data.target_edge_type[None]]).T[:8]  # (B, 3) [h, t, r]
+    sampler = KMASNegativeSampling(model, data, total_steps=4, schedule=0.5, seed=0, backend="reference")
+
+    theirs = tasks.negative_sampling(data, batch, 32, strict=True)
+    ours = sampler(data, batch, 32, strict=True)
+    assert ours.shape == theirs.shape == (8, 33, 3)
+    assert torch.equal(ours[:, 0], theirs[:, 0])
+    assert torch.equal(ours[:4, :, 0], theirs[:4, :, 0]) and torch.equal(ours[4:, :, 1], theirs[4:, :, 1])
+
+    known = set(zip(data.edge_index[0].tolist(), data.edge_type.tolist(), data.edge_index[1].tolist()))
+    for b in range(8):
+        for h, t, r in ours[b, 1:].tolist():
+            assert (h, r, t) not in known, f"row {b}: known triple ({h}, {r}, {t}) among the negatives"
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    model.train()
+    for step in range(2):
+        batch_negatives = sampler(data, batch, 32, strict=True)
+        pred = model(data, batch_negatives)
+        target = torch.zeros_like(pred)
+        target[:, 0] = 1
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(pred, target, reduction="none")
+        neg_weight = torch.ones_like(pred)
+        neg_weight[:, 1:] = torch.softmax(pred[:, 1:].detach(), dim=-1)  # adversarial temperature 1
+        loss = ((loss * neg_weight).sum(-1) / neg_weight.sum(-1)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss)
+    state = sampler._graphs[id(data)]
+    queried = batch[:, 2].unique()
+    assert state.seen[queried].all() and state.seen[queried + data.num_relations // 2].all()
+    assert torch.isfinite(state.similarity[queried]).all()
+    sampler.close()
