@@ -79,8 +79,9 @@ def test_cpu_matches_reference(shape, strict, tg, weights, heads):
     problem = make_problem(
         n, r0, edges, batch, k, strict=strict, tg=tg, weights=weights, heads=heads, graph_seed=n + batch, seed=n * 7919
     )
-    # both sum P in float32 in the same order; only logf vs torch.log (an ulp) can reorder keys
-    assert_matches_reference(problem, native.native_top_k(problem), max_rows=1)
+    # both sum P in float32 in the same order; only logf vs torch.log (an ulp) can reorder noisy
+    # keys, and deterministic keys (P itself) must be exact
+    assert_matches_reference(problem, native.native_top_k(problem), max_rows=0 if tg == 0 else 1)
 
 
 @needs_cpu

@@ -94,8 +94,9 @@ def test_matches_reference(case, device):
     out = triton_top_k(problem)
     assert out.device == index.device
     tied = assert_matches_reference(problem, out)
-    _TIE_STATS[tg][0] += tied
-    _TIE_STATS[tg][1] += batch
+    if tg > 0 or device == "cpu":  # the CUDA reference sums P with atomics: its ties are its own
+        _TIE_STATS[tg][0] += tied
+        _TIE_STATS[tg][1] += batch
     # invariants: distinct, in range, never excluded (SPEC §2.3)
     known = candidate_keys(problem) == float("-inf")
     for b in range(batch):
@@ -104,10 +105,12 @@ def test_matches_reference(case, device):
         assert row.numel() == 0 or int(row.max()) < n
         assert not known[b, row].any()
         assert int(a[b]) not in row.tolist()
-    # with Gumbel noise, near-equal keys are rare; without it, entities whose P differ by an ulp
-    # (e.g. negligible softmax weights on extra relations) often share or swap a rounded log P
+    # with Gumbel noise, only log's last ulp can differ; without it the key is P itself, summed in
+    # the same order as the reference on CPU tensors, so the result is exact there
     if tg > 0:
         assert tied <= 1, f"{tied} rows differ by float ties"
+    elif device == "cpu":
+        assert tied == 0, "deterministic mode must be exact on CPU tensors"
 
 
 def test_float_ties_are_rare():
@@ -118,7 +121,7 @@ def test_float_ties_are_rare():
         pytest.skip("run together with test_matches_reference")
     assert noisy_tied <= max(1, 0.01 * noisy_rows), _TIE_STATS
     plain_tied, plain_rows = _TIE_STATS[0.0]
-    assert plain_tied <= 0.25 * plain_rows, _TIE_STATS
+    assert plain_tied <= max(1, 0.01 * plain_rows), _TIE_STATS
 
 
 @pytest.mark.parametrize("device", DEVICES)

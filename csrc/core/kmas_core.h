@@ -4,6 +4,7 @@
 // Semantics (SPEC §2, kmas_kernels/core/reference.py):
 //   P_b(e)   = sum_{r in ent_rels[ent_ptr[e]:ent_ptr[e+1]]} scaled[b, r]      (fp32, ascending r)
 //   key(b,e) = logf(P) + temperature_gumbel * G(seed, b, e)                    (fp32; no key if P == 0)
+//              = P when temperature_gumbel == 0 (same order, no log rounding: exact everywhere)
 //   G        = Gumbel from word 0 of Philox-4x32-10, key (seed lo, seed hi), counter {e, b, 0, 0}
 //   excluded = positive[b] and known_answers[known_start[b]:known_end[b]] (sorted: binary search)
 // Top-k keys are packed into one int64: order-preserving fp32 bits high, 2^32 - 1 - id low, so a
@@ -172,9 +173,9 @@ KMAS_HD float entity_probability(const Problem& p, const Row& r, int64_t e) {
     return acc;
 }
 
-// The Gumbel-top-k key of (row, e) from log P (float; +0 for a zero key, never -0).
-KMAS_HD float entity_key(const Problem& p, const Row& r, int64_t e, float log_prob) {
-    float key = log_prob;
+// The Gumbel-top-k key of (row, e) from `base` = log P (P in deterministic mode); +0, never -0.
+KMAS_HD float entity_key(const Problem& p, const Row& r, int64_t e, float base) {
+    float key = base;
     if (p.temperature_gumbel > 0.0f) {
         float noise = p.temperature_gumbel * gumbel_from_uint32(random_uint32(p.seed, r.row, (uint32_t)e));
         key = key + noise;
@@ -189,12 +190,13 @@ KMAS_HD float entity_key(const Problem& p, const Row& r, int64_t e, float log_pr
 KMAS_HD bool score_candidate(const Problem& p, const Row& r, int64_t e, int64_t threshold, int64_t* packed) {
     float prob = entity_probability(p, r, e);
     if (!(prob > 0.0f)) return false;
-    float log_prob = logf(prob);
+    // deterministic mode ranks by P itself: the order of log P without log's rounding
+    float base = p.temperature_gumbel > 0.0f ? logf(prob) : prob;
     if (threshold != EMPTY_KEY) {
-        float upper = log_prob + r.noise_bound;  // >= the key: rounding is monotone
+        float upper = base + r.noise_bound;  // >= the key: rounding is monotone
         if (upper < packed_value(threshold)) return false;
     }
-    int64_t key = pack_key(entity_key(p, r, e, log_prob), e);
+    int64_t key = pack_key(entity_key(p, r, e, base), e);
     if (key <= threshold) return false;
     if (is_excluded(e, r.positive, p.known, r.known_lo, r.known_hi)) return false;
     *packed = key;

@@ -7,8 +7,8 @@ pointer crosses, so nothing malformed reaches native code (SPEC §8).
 
 Result: (B, k) int64 entity ids in descending key order (ties: smaller id), -1 past the row's
 support, as ``reference_top_k``. P is summed in float32 in the same order as the reference; the
-platform's ``logf`` may differ from torch's ``log`` by an ulp, so keys within ~1 ulp of the k-th
-key may order differently.
+platform's ``logf`` may differ from torch's ``log`` by an ulp, so noisy keys within ~1 ulp of the
+k-th key may order differently; deterministic keys (P itself) are exact.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ and, per tile, computes exactly what ``core.reference`` computes per (row, entit
     P[b, e]   = sum_{r in ent_rels[ent_ptr[e]:ent_ptr[e+1]]} scaled[b, r]      SPEC §2.2
                 (fp32, ascending relation order; scaled = problem.scaled_weights())
     key[b, e] = log P[b, e] + temperature_gumbel * G(seed, b, e)              SPEC §2.4
+                (P itself when temperature_gumbel == 0: same order, no log rounding)
                 G from x = tl.randint(seed, (b << 32) | e), i.e. Philox-4x32-10 word 0 at counter
                 {e, b, 0, 0}, mapped as core.philox.gumbel_from_uint32
     excluded  = e == positive[b], or e in known_answers[known_start[b]:known_end[b]]
@@ -179,7 +180,7 @@ if triton is not None:
             if USE_NOISE:
                 upper = log_p + gumbel_bound  # >= log P + t * G for every G the stream can give
             else:
-                upper = log_p
+                upper = p  # deterministic mode ranks by P itself (no log rounding)
             need = in_range & (p > 0.0) & (ent != positive) & (_ordered_int32(upper) >= thr_hi)
             if tl.max(need.to(tl.int32), axis=0) > 0:
                 # ---- SPEC §2.3 (strict): e in known_answers[ks:ke]? lower_bound on the sorted slice
@@ -211,7 +212,7 @@ if triton is not None:
                     g = -tl.log(expo)
                     key = log_p + temperature_gumbel * g
                 else:
-                    key = log_p
+                    key = p
                 # ---- pack (key, id): larger key first, then smaller id
                 packed = (_ordered_int32(key).to(tl.int64) << 32) | (4294967295 - ent)
                 packed = tl.where(need, packed, -9223372036854775808)

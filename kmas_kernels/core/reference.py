@@ -5,6 +5,8 @@ B x N tensors:
 
     P[b, e]   = sum_{r in rels(e)} w[b, r] / |Tails(r)|          (float32, ascending r, from 0)
     key[b, e] = log P[b, e] + temperature_gumbel * G(seed, b, e)   (float32; -inf where P = 0)
+              = P[b, e] when temperature_gumbel = 0: the order of log P without log's rounding,
+                so the deterministic mode is exact on every backend
     key[b, e] = -inf for the positive and, when strict, the known answers of (q_b, r_b)
     result[b] = the k largest keys, descending, ties by smaller id; -1 past the finite keys.
 """
@@ -37,7 +39,11 @@ def candidate_keys(problem: MiningProblem) -> torch.Tensor:
     """Gumbel-top-k keys (B, N) float32, -inf for excluded entities and P = 0."""
     index = problem.index
     batch = problem.batch_size
-    keys = torch.log(candidate_probability(problem))
+    p = candidate_probability(problem)
+    if problem.temperature_gumbel == 0:
+        keys = torch.where(p > 0, p, torch.full_like(p, float("-inf")))
+    else:
+        keys = torch.log(p)
     if problem.temperature_gumbel > 0:
         rows = torch.arange(batch, device=index.device)[:, None]
         entities = torch.arange(index.num_entities, device=index.device)[None, :]
