@@ -183,14 +183,46 @@ KMAS_HD float entity_key(const Problem& p, const Row& r, int64_t e, float base) 
     return key + 0.0f;
 }
 
-// Score candidate e of row r against `threshold` (a packed key; EMPTY_KEY = accept anything).
-// Returns true and the packed key when e is a candidate (P > 0, not excluded) whose key beats
-// the threshold. Skips the RNG when even the largest noise cannot beat it, and runs the
-// exclusion search only for keys that would enter.
-KMAS_HD bool score_candidate(const Problem& p, const Row& r, int64_t e, int64_t threshold, int64_t* packed) {
-    float prob = entity_probability(p, r, e);
-    if (!(prob > 0.0f)) return false;
+// A probability below which no candidate can beat `threshold`, so that a scan can skip it before
+// taking any log: in deterministic mode the key is P itself (exact); with noise the key is at
+// most log P + noise_bound, and expf(value - noise_bound), shrunk by a margin far above the
+// rounding of expf/logf, is a safe lower bound. Recompute when the threshold changes (rarely).
+KMAS_HD float min_probability(const Problem& p, const Row& r, int64_t threshold) {
+    if (threshold == EMPTY_KEY) return 0.0f;
+    float value = packed_value(threshold);
+    if (!(p.temperature_gumbel > 0.0f)) return value;
+    return expf(value - r.noise_bound) * (1.0f - 1e-4f);
+}
+
+// The draw test of score_candidate, for temperature_gumbel == 1: key = log P - log E beats a
+// threshold value t only if E < P e^-t, and E = -log1p(-v) >= v, so only if v < P e^-t. Returns
+// e^-t with a 1e-3 margin (far above float rounding), INFINITY when there is no such test.
+KMAS_HD float draw_scale(const Problem& p, int64_t threshold) {
+    if (threshold == EMPTY_KEY || p.temperature_gumbel != 1.0f) return INFINITY;
+    return expf(-packed_value(threshold)) * (1.0f + 1e-3f);
+}
+
+// Score candidate e of row r, P_b(e) = prob, against `threshold` (a packed key; EMPTY_KEY = accept
+// anything). Returns true and the packed key when e is a candidate (P > 0, not excluded) whose key beats
+// the threshold. Skips candidates with P < min_prob (see min_probability; 0 = no such test), the
+// RNG when even the largest noise cannot beat the threshold, the logs of the noise when the raw
+// draw cannot (v > P * scale, see draw_scale; INFINITY = no such test), and runs the exclusion
+// search only for keys that would enter. The tests only skip; the keys are never changed.
+// `draw`, when given, is this candidate's random_uint32, computed by the caller in bulk.
+KMAS_HD bool score_probability(const Problem& p, const Row& r, int64_t e, float prob, int64_t threshold, int64_t* packed,
+                               float min_prob = 0.0f, float scale = INFINITY, const uint32_t* draw = nullptr) {
+    if (!(prob > 0.0f) || prob < min_prob) return false;
     // deterministic mode ranks by P itself: the order of log P without log's rounding
+    if (scale != INFINITY) {  // temperature 1, threshold set: look at the raw draw before any log
+        uint32_t x = draw ? *draw : random_uint32(p.seed, r.row, (uint32_t)e);  // draw: precomputed, same value
+        float v = ((float)x + 1.0f) * 2.3283064365386963e-10f;
+        if (v > prob * scale) return false;
+        int64_t key = pack_key(logf(prob) + gumbel_from_uint32(x) + 0.0f, e);  // entity_key at t = 1
+        if (key <= threshold) return false;
+        if (is_excluded(e, r.positive, p.known, r.known_lo, r.known_hi)) return false;
+        *packed = key;
+        return true;
+    }
     float base = p.temperature_gumbel > 0.0f ? logf(prob) : prob;
     if (threshold != EMPTY_KEY) {
         float upper = base + r.noise_bound;  // >= the key: rounding is monotone
@@ -201,6 +233,12 @@ KMAS_HD bool score_candidate(const Problem& p, const Row& r, int64_t e, int64_t 
     if (is_excluded(e, r.positive, p.known, r.known_lo, r.known_hi)) return false;
     *packed = key;
     return true;
+}
+
+// score_probability with P computed here (entity_probability).
+KMAS_HD bool score_candidate(const Problem& p, const Row& r, int64_t e, int64_t threshold, int64_t* packed,
+                             float min_prob = 0.0f, float scale = INFINITY) {
+    return score_probability(p, r, e, entity_probability(p, r, e), threshold, packed, min_prob, scale);
 }
 
 // ------------------------------------------------------------------ bounded top-k buffer
