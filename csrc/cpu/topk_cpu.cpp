@@ -38,7 +38,12 @@ struct RowScan {  // one row's running state in one thread
 // rows, written as a plain loop over lanes so that the compiler vectorises the 32 x 32 -> 64 bit
 // multiplies (an AVX2 clone is picked at run time where the CPU has it). Same stream as
 // random_uint32 in kmas_core.h, bit for bit.
-__attribute__((target_clones("avx2", "default")))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define KMAS_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KMAS_VECTOR_CLONES
+#endif
+KMAS_VECTOR_CLONES
 void draws_for_rows(uint64_t seed, uint32_t entity, uint32_t row0, int64_t width, uint32_t* x) {
     const uint32_t key0 = (uint32_t)(seed & 0xFFFFFFFFull), key1 = (uint32_t)(seed >> 32);
     for (int64_t c = 0; c < width; ++c) {
