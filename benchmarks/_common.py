@@ -54,3 +54,27 @@ def _status_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def run_in_subprocess(module: str, call: str, timeout: float | None = None) -> dict:
+    """Evaluate ``module.call`` (returning a JSON-able dict) in a fresh Python process.
+
+    Peak memory is per process, so every measurement gets its own. A failure is returned as
+    {"error": last line of stderr} rather than raised, so a sweep records it and goes on.
+    """
+    import json
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = f"import sys, json; sys.path.insert(0, {here!r}); import {module}; print(json.dumps({module}.{call}))"
+    try:
+        # cwd = benchmarks/: the installed kmas_kernels (with its compiled extensions) is imported,
+        # never the source tree that `python -c` would put first on sys.path from the repo root
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=here)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
