@@ -21,6 +21,8 @@ give ``output_transform`` (SEMMA: the fused representations, e.g. ``lambda out: 
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -129,6 +131,7 @@ class KMASNegativeSampling:
         self.step = check_count(step, "step", allow_zero=True)
         self.output_transform = output_transform
         self.query_from_inputs = query_from_inputs
+        self._paused = False
         self._graphs: dict[int, _GraphState] = {}
         self._encoder_inputs: dict[int, _GraphState] = {}
         for data in train_data if isinstance(train_data, (list, tuple)) else [train_data]:
@@ -170,6 +173,8 @@ class KMASNegativeSampling:
         return state
 
     def _capture(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        if self._paused:
+            return
         first = args[0] if args else next(iter(kwargs.values()), None)
         state = self._encoder_inputs.get(id(first))
         if state is None:  # a graph we do not train on (e.g. a validation graph): nothing to cache
@@ -179,6 +184,15 @@ class KMASNegativeSampling:
     def close(self) -> None:
         """Remove the forward hook."""
         self._hook.remove()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Forwards inside this block leave the cache alone (e.g. evaluation, or measuring it)."""
+        previous, self._paused = self._paused, True
+        try:
+            yield self
+        finally:
+            self._paused = previous
 
     def ratio(self) -> float:
         """The hard share at the current step."""

@@ -95,6 +95,13 @@ def test_hook_fills_the_per_query_relation_cache(setup):
     for i, q in enumerate(query.tolist()):
         torch.testing.assert_close(state.similarity[q], zn[i, q] @ zn[i].T)
         torch.testing.assert_close(state.similarity[q + 3], zn[i, q + 3] @ zn[i].T)
+    # forwards inside paused() leave the cache alone
+    before = state.similarity.clone()
+    with torch.no_grad():
+        model.relation_model.base.add_(1.0)
+    with sampler.paused():
+        model(data, negatives)
+    assert torch.equal(state.similarity, before)
     # a graph the sampler does not train on is ignored by the hook
     other = ultra_data(random_triples(60, 3, 50, seed=1), 60, 3)
     model(other, negatives)

@@ -1,0 +1,158 @@
+"""Console scripts ``kmas-eval`` and ``kmas-train``.
+
+Progress bars and logs go to stderr; the last stdout line is one JSON object.
+Data: ``--inductive TRAIN_DIR INFERENCE_DIR`` (GraIL protocol), ``--transductive DIR``, or, with
+neither, the embedded synthetic typed KG (``--synthetic-entities`` etc.).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from .data import load_inductive, load_transductive, synthetic_split, triples_of
+from .model import Ultra, load_checkpoint
+from .tasks import evaluate
+from .train import NEGATIVE_MODES, setup_distributed, train, world
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--inductive", nargs=2, metavar=("TRAIN_DIR", "INFERENCE_DIR"),
+                       help="GraIL pair: relation vocabulary and training graph from TRAIN_DIR, test on INFERENCE_DIR")
+    group.add_argument("--transductive", metavar="DIR", help="folder with train/valid/test.txt")
+    parser.add_argument("--synthetic-entities", type=int, default=60, help="synthetic default: entities (default 60)")
+    parser.add_argument("--synthetic-relations", type=int, default=4, help="synthetic default: relations (default 4)")
+    parser.add_argument("--synthetic-edges", type=int, default=300, help="synthetic default: edges (default 300)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_split(args):
+    if args.inductive:
+        return load_inductive(*args.inductive)
+    if args.transductive:
+        return load_transductive(args.transductive)
+    return synthetic_split(args.synthetic_entities, args.synthetic_relations, min(4, args.synthetic_entities),
+                           args.synthetic_edges, seed=args.seed)
+
+
+def _metrics_only(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in ("tail_ranks", "head_ranks")}
+
+
+def eval_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="kmas-eval", description="Filtered ranking (MRR, Hits@1/3/10) of an ULTRA checkpoint.")
+    parser.add_argument("--checkpoint", help="ULTRA checkpoint (.pth with a 'model' state dict); default: random init")
+    _add_data_args(parser)
+    parser.add_argument("--split", choices=("test", "valid"), default="test")
+    parser.add_argument("--batch-size", type=int, default=16, help="queries per forward (default 16, ULTRA's)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = setup_distributed(args.device)
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    split = _load_split(args)
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else Ultra()
+    model = model.to(device)
+    data = (split.test if args.split == "test" else split.valid).to(device)
+    filt = (split.test_filter if args.split == "test" else split.valid_filter).to(device)
+    queries = triples_of(data)
+    total = int(queries.shape[0])
+    if args.limit is not None:
+        queries = queries[: args.limit]
+    load_s = time.perf_counter() - start
+    metrics = evaluate(model, data, queries, filt, batch_size=args.batch_size, progress=not args.no_progress,
+                       desc=f"{split.name}:{args.split}")
+    result = {
+        **_metrics_only(metrics),
+        "dataset": split.name,
+        "split": args.split,
+        "checkpoint": args.checkpoint,
+        "num_queries": int(queries.shape[0]),
+        "num_queries_total": total,
+        "limit": args.limit,
+        "num_entities": data.num_nodes,
+        "num_relations": data.num_relations,
+        "num_fact_edges": data.num_edges,
+        "load_seconds": round(load_s, 3),
+        "eval_seconds": round(time.perf_counter() - start - load_s, 3),
+        "device": str(device),
+    }
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def train_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="kmas-train", description="ULTRA training with random / strict / KMAS negatives.")
+    parser.add_argument("--checkpoint", help="start from this checkpoint (default: from scratch)")
+    _add_data_args(parser)
+    parser.add_argument("--negatives", choices=NEGATIVE_MODES, default="strict")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-negative", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--adversarial-temperature", type=float, default=1.0)
+    parser.add_argument("--valid-every", type=int, default=0, help="validate every N steps (0: at the end only)")
+    parser.add_argument("--valid-limit", type=int, default=None, help="validate on the first N validation triples")
+    parser.add_argument("--eval-batch-size", type=int, default=16)
+    parser.add_argument("--out-dir", default=None, help="write model_step_<n>.pth / best.pth here")
+    parser.add_argument("--test", action="store_true", help="after training, evaluate on the test split")
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--kmas-temperature", type=float, default=None, help="KMAS relation-softmax temperature")
+    parser.add_argument("--kmas-top-relations", type=int, default=None)
+    parser.add_argument("--kmas-backend", default="auto")
+    # the hard-negative schedule (kmas_kernels.HardRatioSchedule); unset values take its defaults
+    parser.add_argument("--kmas-warmup-steps", type=int, default=None, help="steps with no hard negatives (default 10%%)")
+    parser.add_argument("--kmas-peak-step", type=int, default=None, help="step of the largest hard share (default 40%%)")
+    parser.add_argument("--kmas-max-ratio", type=float, default=None, help="hard share at the peak (default 0.5)")
+    parser.add_argument("--kmas-final-ratio", type=float, default=None, help="hard share at the end (default 0.1)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = setup_distributed(args.device)
+    split = _load_split(args)
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else Ultra()
+    kmas_options = {"backend": args.kmas_backend}
+    if args.kmas_temperature is not None:
+        kmas_options["temperature"] = args.kmas_temperature
+    if args.kmas_top_relations is not None:
+        kmas_options["top_relations"] = args.kmas_top_relations
+    schedule = {name: getattr(args, f"kmas_{name}") for name in ("warmup_steps", "peak_step", "max_ratio", "final_ratio")}
+    if any(value is not None for value in schedule.values()):
+        from kmas_kernels import HardRatioSchedule
+
+        kmas_options["schedule"] = HardRatioSchedule(args.steps, **{k: v for k, v in schedule.items() if v is not None})
+    summary = train(model, split, steps=args.steps, batch_size=args.batch_size, num_negative=args.num_negative, lr=args.lr,
+                    negatives=args.negatives, adversarial_temperature=args.adversarial_temperature,
+                    valid_every=args.valid_every, valid_limit=args.valid_limit, eval_batch_size=args.eval_batch_size,
+                    out_dir=args.out_dir, device=device, seed=args.seed, progress=not args.no_progress,
+                    kmas_options=kmas_options)
+    _, rank = world()
+    result = {k: v for k, v in summary.items() if k != "losses"}
+    result["dataset"] = split.name
+    if args.test and rank == 0:
+        queries = triples_of(split.test)
+        if args.test_limit:
+            queries = queries[: args.test_limit]
+        test = evaluate(model, split.test.to(device), queries.to(device), split.test_filter.to(device),
+                        batch_size=args.eval_batch_size, progress=not args.no_progress, desc="test")
+        result["test"] = _metrics_only(test)
+    if rank == 0:
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # python -m kmas_ultra.cli eval|train ...
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command not in ("eval", "train"):
+        sys.exit("usage: python -m kmas_ultra.cli eval|train [options]")
+    sys.exit(eval_main(sys.argv[2:]) if command == "eval" else train_main(sys.argv[2:]))

@@ -1,0 +1,165 @@
+"""ULTRA's model (Galkin et al., ICLR 2024) in plain torch, parameter-compatible with the public checkpoints.
+
+Two NBFNets, each 6 layers x 64 dims, DistMult messages, sum aggregation with the boundary
+condition added as a self-message, update ``relu(layer_norm(W [x ; aggregate] + b))`` and a
+short-cut (residual) connection:
+
+- :class:`RelNBFNet` runs on the relation graph (4 edge types, one learnt 64-d vector per type
+  and layer); the query relation's node starts at all-ones, every other node at zero. It returns
+  relation representations conditioned on each row's query relation, (B, R, 64).
+- :class:`EntityNBFNet` runs on the entity graph; its per-layer relation vectors are an MLP
+  projection of the (B, R, 64) relation representations; the query head starts at the query
+  relation's representation. The score of a candidate tail is an MLP over
+  [its final state ; query representation].
+
+Direction of message passing: ULTRA's fused kernel (rspmm) accumulates, for every edge column
+(u, v) with type r of ``edge_index``, ``relation[r] * x[v]`` into node u, i.e. into
+``edge_index[0]``. The checkpoints were trained that way, so it is the default here
+(``flow="rspmm"``); ``flow="pyg"`` (into ``edge_index[1]``, PyG's message() path) exists for
+comparison only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+DIM = 64
+NUM_LAYERS = 6
+
+
+class RelationalConv(nn.Module):
+    """One NBFNet layer (ULTRA's GeneralizedRelationalConv with distmult / sum / layer norm / relu).
+
+    Parameter names follow ULTRA: ``linear``, ``layer_norm``, and either ``relation`` (an
+    embedding per edge type, relation-graph layers) or ``relation_projection`` (a 2-layer MLP
+    applied to the given relation representations, entity-graph layers).
+    """
+
+    def __init__(self, dim: int, num_relation: int, project_relations: bool, flow: str = "rspmm") -> None:
+        super().__init__()
+        if flow not in ("rspmm", "pyg"):
+            raise ValueError(f"flow must be 'rspmm' or 'pyg', got {flow!r}")
+        self.dim = dim
+        self.flow = flow
+        self.project_relations = project_relations
+        self.linear = nn.Linear(2 * dim, dim)
+        self.layer_norm = nn.LayerNorm(dim)
+        if project_relations:
+            self.relation_projection = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        else:
+            self.relation = nn.Embedding(num_relation, dim)
+
+    def forward(self, x: torch.Tensor, boundary: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor,
+                relation: torch.Tensor | None = None) -> torch.Tensor:
+        """x, boundary: (B, N, d); relation: (B, R, d) when projecting. Returns (B, N, d)."""
+        if self.flow == "rspmm":
+            target, source = edge_index[0], edge_index[1]
+        else:
+            source, target = edge_index[0], edge_index[1]
+        if self.project_relations:
+            if relation is None:
+                raise ValueError("entity-graph layers need the relation representations (B, R, d)")
+            rel = self.relation_projection(relation)[:, edge_type]  # (B, E, d)
+        else:
+            rel = self.relation.weight[edge_type].unsqueeze(0)  # (1, E, d), shared by all rows
+        message = x[:, source] * rel  # DistMult
+        aggregate = boundary.index_add(1, target, message)  # sum, boundary as a self-message
+        out = self.linear(torch.cat([x, aggregate], dim=-1))
+        return F.relu(self.layer_norm(out))
+
+
+class RelNBFNet(nn.Module):
+    """NBFNet on the relation graph; forward(rel_graph, query) -> (B, R, d)."""
+
+    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, num_relation: int = 4, flow: str = "rspmm") -> None:
+        super().__init__()
+        self.dim = dim
+        self.layers = nn.ModuleList(RelationalConv(dim, num_relation, project_relations=False, flow=flow) for _ in range(num_layers))
+
+    def forward(self, rel_graph, query: torch.Tensor) -> torch.Tensor:
+        batch = query.shape[0]
+        boundary = torch.zeros(batch, rel_graph.num_nodes, self.dim, device=query.device)
+        boundary[torch.arange(batch, device=query.device), query] = 1.0  # indicator of the query relation
+        x = boundary
+        for layer in self.layers:
+            x = layer(x, boundary, rel_graph.edge_index, rel_graph.edge_type) + x  # short-cut
+        return x
+
+
+class EntityNBFNet(nn.Module):
+    """NBFNet on the entity graph, conditioned on relation representations; returns scores (B, 1 + k)."""
+
+    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, flow: str = "rspmm") -> None:
+        super().__init__()
+        self.dim = dim
+        self.layers = nn.ModuleList(RelationalConv(dim, 1, project_relations=True, flow=flow) for _ in range(num_layers))
+        self.mlp = nn.Sequential(nn.Linear(2 * dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, 1))
+
+    @staticmethod
+    def remove_easy_edges(data, h_index: torch.Tensor, t_index: torch.Tensor, r_index: torch.Tensor):
+        """Training-time edge dropout as ULTRA: drop every edge that is one of the batch's triples
+        (h, t, r) or its inverse (t, h, r + R0), so the model cannot read the answer off one edge."""
+        from .tasks import edge_match
+
+        r0 = data.num_relations // 2
+        heads = torch.cat([h_index, t_index], dim=-1).flatten()
+        tails = torch.cat([t_index, h_index], dim=-1).flatten()
+        rels = torch.cat([r_index, r_index + r0], dim=-1).flatten()
+        edges = torch.cat([data.edge_index, data.edge_type.unsqueeze(0)])
+        found, _ = edge_match(edges, torch.stack([heads, tails, rels]))
+        keep = torch.ones(data.edge_type.shape[0], dtype=torch.bool, device=edges.device)
+        keep[found] = False
+        from .data import Graph
+
+        return Graph(**{**data.__dict__, "edge_index": data.edge_index[:, keep], "edge_type": data.edge_type[keep]})
+
+    @staticmethod
+    def to_tail_prediction(h_index, t_index, r_index, num_direct_rel: int):
+        """Rows whose head varies are head predictions: rewrite (h', r, t) as (t, r + R0, h')."""
+        is_tail = (h_index == h_index[:, [0]]).all(dim=-1, keepdim=True)
+        new_h = torch.where(is_tail, h_index, t_index)
+        new_t = torch.where(is_tail, t_index, h_index)
+        new_r = torch.where(is_tail, r_index, r_index + num_direct_rel)
+        return new_h, new_t, new_r
+
+    def forward(self, data, relation_representations: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        h_index, t_index, r_index = batch.unbind(-1)
+        if self.training:
+            data = self.remove_easy_edges(data, h_index, t_index, r_index)
+        shape = h_index.shape
+        h_index, t_index, r_index = self.to_tail_prediction(h_index, t_index, r_index, data.num_relations // 2)
+        rows = torch.arange(shape[0], device=batch.device)
+        query = relation_representations[rows, r_index[:, 0]]  # (B, d)
+        boundary = torch.zeros(shape[0], data.num_nodes, self.dim, device=batch.device, dtype=query.dtype)
+        boundary = boundary.index_put((rows, h_index[:, 0]), query, accumulate=True)
+        x = boundary
+        for layer in self.layers:
+            x = layer(x, boundary, data.edge_index, data.edge_type, relation=relation_representations) + x
+        feature = x.gather(1, t_index.unsqueeze(-1).expand(-1, -1, self.dim))  # (B, 1 + k, d)
+        feature = torch.cat([feature, query.unsqueeze(1).expand_as(feature)], dim=-1)
+        return self.mlp(feature).squeeze(-1).view(shape)
+
+
+class Ultra(nn.Module):
+    """forward(data, batch) with batch (B, 1 + k, 3) of [h, t, r] -> scores (B, 1 + k)."""
+
+    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, flow: str = "rspmm") -> None:
+        super().__init__()
+        self.relation_model = RelNBFNet(dim, num_layers, flow=flow)
+        self.entity_model = EntityNBFNet(dim, num_layers, flow=flow)
+
+    def forward(self, data, batch: torch.Tensor) -> torch.Tensor:
+        query_rels = batch[:, 0, 2]
+        relation_representations = self.relation_model(data.relation_graph, query=query_rels)
+        return self.entity_model(data, relation_representations, batch)
+
+
+def load_checkpoint(path, model: Ultra | None = None, map_location="cpu", strict: bool = True) -> Ultra:
+    """Load a ULTRA checkpoint ({"model": state_dict, ...}) into ``model`` (a new Ultra by default)."""
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    state = state["model"] if isinstance(state, dict) and "model" in state else state
+    model = Ultra() if model is None else model
+    model.load_state_dict(state, strict=strict)
+    return model
