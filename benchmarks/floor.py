@@ -1,0 +1,135 @@
+"""The floor a hard-negative kernel is judged against (SPEC §7), derived from measured rates.
+
+For one problem (B rows, N entities, an index with T (entity, relation) pairs and S entities with
+P > 0), the fused kernels must at least
+  (1) read the index once: ent_ptr (8 (N + 1) B) + ent_rels (4 T B) + the weights (4 B R B),
+      at the device's measured copy bandwidth;
+  (2) score every (row, candidate) pair: B * S Philox draws, the Gumbel mapping (2 logs) and
+      log P, at the measured rate of a kernel that does only that arithmetic.
+floor = max(1, 2). A backend is "within 2x of the floor" when its measured time <= 2 * floor.
+(Skipping RNG for candidates that cannot win makes (2) an upper bound on the arithmetic actually
+needed; we keep it, as the conservative, simple floor.)
+
+    python benchmarks/floor.py --device cuda --sizes 1000000 10000000 --samplers kmas-triton kmas-cuda
+
+Writes benchmarks/results/floor_<device>.json: bandwidth, arithmetic rate, per N the two floors
+and each sampler's time (from sweep.measure, run in its own process) over the floor.
+Under TRITON_INTERPRET=1 the arithmetic kernel runs on CPU tensors (for testing only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover
+    triton = None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _arithmetic_kernel(out_ptr, seed, num_entities, BLOCK: tl.constexpr):
+        """Per (row, entity): Philox draw, Gumbel mapping, log P, a running max. Nothing else."""
+        row = tl.program_id(0)
+        best = tl.full((BLOCK,), float("-inf"), tl.float32)
+        start = 0
+        while start < num_entities:
+            ent = (start + tl.arange(0, BLOCK)).to(tl.int64)
+            x = tl.randint(seed, (row.to(tl.int64) << 32) | ent)
+            v = tl.minimum(((x.to(tl.int64) & 0xFFFFFFFF).to(tl.float32) + 1.0) * 2.3283064365386963e-10, 0.99999994)
+            u = 1.0 - v
+            expo = tl.where(u == 1.0, v, v * tl.math.div_rn(tl.log(u), tl.where(u == 1.0, -1.0, u - 1.0)))
+            p = (ent + 1).to(tl.float32)  # a stand-in P: one log like the real key
+            key = tl.log(p) - tl.log(expo)
+            best = tl.maximum(best, tl.where(ent < num_entities, key, float("-inf")))
+            start += BLOCK
+        tl.store(out_ptr + row, tl.max(best, axis=0))
+
+
+def _timed(fn, sync, repeats: int) -> float:
+    fn()
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / repeats
+
+
+def copy_bandwidth(device: str, nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Bytes per second moved by a device-to-device copy (read + write counted)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
+    dst = torch.empty_like(src)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return 2 * nbytes / _timed(lambda: dst.copy_(src), sync, repeats)
+
+
+def arithmetic_rate(device: str, rows: int = 64, entities: int = 1 << 20, repeats: int = 5) -> float:
+    """(row, candidate) pairs per second of the draw + Gumbel + log P arithmetic alone."""
+    out = torch.empty(rows, dtype=torch.float32, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    seconds = _timed(lambda: _arithmetic_kernel[(rows,)](out, 12345, entities, BLOCK=1024), sync, repeats)
+    return rows * entities / seconds
+
+
+def floors(index, batch: int, bandwidth: float, rate: float) -> dict:
+    """The two floors (seconds) for a problem on ``index`` with ``batch`` rows."""
+    support = int((index.ent_ptr[1:] > index.ent_ptr[:-1]).sum())
+    index_bytes = 8 * (index.num_entities + 1) + 4 * index.ent_rels.numel() + 4 * batch * index.num_relations
+    return {
+        "index_bytes": index_bytes,
+        "support": support,
+        "bytes_floor_s": index_bytes / bandwidth,
+        "arithmetic_floor_s": batch * support / rate,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--samplers", nargs="+", default=["kmas-triton", "kmas-cuda"])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--negatives", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    from _common import machine_info, run_in_subprocess
+    from sweep import _setup
+
+    bandwidth = copy_bandwidth(args.device)
+    rate = arithmetic_rate(args.device)
+    rows = []
+    for n in args.sizes:
+        _, index, _, _ = _setup(n, args.batch, args.device)
+        row = {"num_entities": n, **floors(index, args.batch, bandwidth, rate)}
+        row["floor_s"] = max(row["bytes_floor_s"], row["arithmetic_floor_s"])
+        for name in args.samplers:
+            measured = run_in_subprocess("sweep", f"measure({name!r}, {n}, {args.batch}, {args.negatives}, 5, {args.device!r})")
+            if "seconds_per_call" in measured:
+                row[name] = {"seconds_per_call": measured["seconds_per_call"], "over_floor": measured["seconds_per_call"] / row["floor_s"]}
+            else:
+                row[name] = measured
+        rows.append(row)
+        print(json.dumps(row))
+        del index
+    result = {"machine": machine_info(args.device), "copy_bandwidth_bytes_per_s": bandwidth,
+              "arithmetic_pairs_per_s": rate, "parameters": vars(args) | {"out": str(args.out)}, "rows": rows}
+    out = args.out or HERE / "results" / f"floor_{args.device}.json"
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
