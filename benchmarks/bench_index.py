@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def measure(num_triples: int, repeats: int) -> dict:
@@ -47,9 +45,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "index_build_cpu.json")
     args = parser.parse_args()
-    from _common import machine_info, run_in_subprocess
+    from kmas_bench.measure import machine_info
 
-    result = {"machine": machine_info("cpu"), "index_build": run_in_subprocess("bench_index", f"measure({args.triples}, {args.repeats})")}
+    result = {"machine": machine_info("cpu"), "index_build": measure(args.triples, args.repeats)}
     print(json.dumps(result["index_build"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -13,7 +13,7 @@ needed; we keep it, as the conservative, simple floor.)
     python benchmarks/floor.py --device cuda --sizes 1000000 10000000 --samplers kmas-triton kmas-cuda
 
 Writes benchmarks/results/floor_<device>.json: bandwidth, arithmetic rate, per N the two floors
-and each sampler's time (from sweep.measure, run in its own process) over the floor.
+and each sampler's time (kmas_bench.sweep, run in its own process) over the floor.
 Under TRITON_INTERPRET=1 the arithmetic kernel runs on CPU tensors (for testing only).
 """
 
@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 try:
     import triton
@@ -105,18 +103,21 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=512)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    from _common import machine_info, run_in_subprocess
-    from sweep import _setup
+    from kmas_bench.graphs import load_graph
+    from kmas_bench.measure import machine_info
+    from kmas_bench.samplers import make_problem
+    from kmas_bench.sweep import run_point
 
     bandwidth = copy_bandwidth(args.device)
     rate = arithmetic_rate(args.device)
     rows = []
     for n in args.sizes:
-        _, index, _, _ = _setup(n, args.batch, args.device)
+        graph = load_graph(n)  # the sweep's graph for this N
+        index = make_problem(graph.train, graph.num_entities, graph.num_base_relations, args.batch, args.device).index
         row = {"num_entities": n, **floors(index, args.batch, bandwidth, rate)}
         row["floor_s"] = max(row["bytes_floor_s"], row["arithmetic_floor_s"])
         for name in args.samplers:
-            measured = run_in_subprocess("sweep", f"measure({name!r}, {n}, {args.batch}, {args.negatives}, 5, {args.device!r})")
+            measured = run_point(name, n, batch=args.batch, k=args.negatives, repeats=5, device=args.device)
             if "seconds_per_call" in measured:
                 row[name] = {"seconds_per_call": measured["seconds_per_call"], "over_floor": measured["seconds_per_call"] / row["floor_s"]}
             else:

@@ -27,7 +27,6 @@ import torch
 from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
@@ -42,7 +41,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "staleness.json")
     args = parser.parse_args()
 
-    from _common import machine_info
+    from kmas_bench.measure import machine_info
     from kmas_kernels import hard_negatives
     from kmas_kernels.core.relation_weights import relation_weights_from_embeddings
     from kmas_kernels.ultra import KMASNegativeSampling

@@ -1,0 +1,230 @@
+"""``kmas-bench``: hard negatives vs random ones — cost, hardness, training overhead and effect.
+
+    kmas-bench                       # synthetic typed KG (embedded, no data needed), full suite
+    kmas-bench --quick               # a few minutes on 2 CPU cores
+    kmas-bench --data DIR            # a head<TAB>relation<TAB>tail folder (train/valid/test.txt)
+    kmas-bench --device cuda         # on a GPU: the triton and cuda backends join
+    kmas-bench --training            # also: fine-tune with strict random vs KMAS negatives, several seeds
+
+Prints one side-by-side table (a row per sampler: time per call, extra peak memory, hardness),
+the training-step overhead, and writes JSON (machine, versions, parameters, every figure) and
+PNG plots to --out (default benchmarks/results/ inside the repository, else ./kmas-bench-results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+QUICK = dict(entities=10_000, sizes=[1_000, 10_000, 100_000], repeats=3, hardness_batches=2,
+             overhead_entities=2_000, overhead_batch=8, overhead_negatives=64, overhead_steps=5)
+FULL = dict(entities=100_000, sizes=[1_000, 10_000, 100_000, 1_000_000, 10_000_000], repeats=5, hardness_batches=4,
+            overhead_entities=10_000, overhead_batch=16, overhead_negatives=128, overhead_steps=5)
+# ULTRA's B = 64, k = 512; N = 10^4: kmas_ultra's native-torch message passing keeps B x E x d messages per
+# layer for backward (measured on CPU: 7.1 GB extra at B = 16, N = 10^4), so N = 10^5 would not fit in 80 GB
+FULL_CUDA = dict(FULL, overhead_entities=10_000, overhead_batch=64, overhead_negatives=512, overhead_steps=10)
+
+
+def shared_dir() -> Path | None:
+    """../shared beside the repository (or $KMAS_SHARED): checkpoints and data, when present."""
+    candidates = [os.environ.get("KMAS_SHARED"), Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return None
+
+
+def default_out() -> Path:
+    here = Path.cwd()
+    if (here / "benchmarks").is_dir() and (here / "pyproject.toml").is_file():
+        return here / "benchmarks" / "results"
+    return here / "kmas-bench-results"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kmas-bench", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 CPU cores")
+    p.add_argument("--data", default=None, help="a folder with train/valid/test.txt (head<TAB>relation<TAB>tail); default: synthetic typed KG")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/ in the repository, else ./kmas-bench-results")
+    p.add_argument("--name", default=None, help="file-name stem of the results (default kmas_bench_<device>[_quick])")
+    p.add_argument("--ultra-path", default=None, help="a checkout of DeepGraphLearning/ULTRA: adds ULTRA's own sampler (needs torch_scatter, torch_geometric)")
+    p.add_argument("--checkpoint", default=None, help="ULTRA checkpoint for relation embeddings and model scores (default: ../shared/checkpoints/ultra_3g.pth if present)")
+    p.add_argument("--no-checkpoint", action="store_true", help="use no checkpoint: KMAS gets one-hot relation weights, no model scores")
+    p.add_argument("--samplers", nargs="+", default=None, help="default: every baseline and every available KMAS backend")
+    p.add_argument("--entities", type=int, default=None, help="N of the synthetic graph of the table (default 10^5; quick 10^4)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--negatives", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per sampler (median reported; default 5, quick 3)")
+    p.add_argument("--hardness-batches", type=int, default=None, help="batches whose negatives the hardness metrics average (default 4, quick 2)")
+    p.add_argument("--sizes", type=int, nargs="*", default=None, help="sweep sizes N (default 10^3..10^7 as memory allows; quick 10^3..10^5); none: no sweep")
+    p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per measuring process")
+    g = p.add_argument_group("training-step overhead (defaults: CPU N=10^4, B=16, k=128; GPU ULTRA's B=64, k=512, N=10^4)")
+    g.add_argument("--no-overhead", action="store_true")
+    g.add_argument("--overhead-entities", type=int, default=None)
+    g.add_argument("--overhead-batch", type=int, default=None)
+    g.add_argument("--overhead-negatives", type=int, default=None)
+    g.add_argument("--overhead-steps", type=int, default=None, help="timed steps per mode (after one warm-up step)")
+    g.add_argument("--overhead-hard-ratio", type=float, default=0.5, help="KMAS hard share during the overhead steps")
+    t = p.add_argument_group("training effect (--training)")
+    t.add_argument("--training", action="store_true",
+                   help="fine-tune with strict random vs KMAS negatives, several seeds (defaults: ~17 min on 2 CPU cores)")
+    t.add_argument("--train-dir", default=None, help="default ../shared/data/grail/fb237_v1 (synthetic KG when absent)")
+    t.add_argument("--test-dir", default=None, help="default ../shared/data/grail/fb237_v1_ind")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    t.add_argument("--train-steps", type=int, default=100)
+    t.add_argument("--train-batch", type=int, default=16)
+    t.add_argument("--train-negatives", type=int, default=64)
+    t.add_argument("--train-lr", type=float, default=5e-4, help="AdamW learning rate (ULTRA's)")
+    t.add_argument("--test-limit", type=int, default=200, help="test queries evaluated (0: all)")
+    t.add_argument("--valid-limit", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    defaults = QUICK if args.quick else (FULL_CUDA if args.device == "cuda" else FULL)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.no_sweep:
+        args.sizes = []
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    progress = not args.no_progress
+    from tqdm import tqdm
+
+    def log(msg: str) -> None:
+        tqdm.write(msg, file=sys.stderr)
+
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("kmas-bench: --device cuda but torch sees no CUDA device")
+    from kmas_ultra import load_checkpoint
+
+    from . import report
+    from .graphs import load_graph
+    from .hardness import evaluate_samplers
+    from .measure import machine_info
+    from .overhead import overhead
+    from .samplers import default_samplers
+    from .sweep import run_point, sweep
+
+    shared = shared_dir()
+    checkpoint = args.checkpoint
+    if checkpoint is None and not args.no_checkpoint and shared and (shared / "checkpoints" / "ultra_3g.pth").is_file():
+        checkpoint = str(shared / "checkpoints" / "ultra_3g.pth")
+    if args.no_checkpoint:
+        checkpoint = None
+    notes = []
+    samplers = args.samplers or default_samplers(args.device)
+    out = args.out or default_out()
+    stem = args.name or f"kmas_bench_{args.device}{'_quick' if args.quick else ''}"
+
+    # 1. the table: cost (own process per sampler) and hardness (this process) on one graph
+    graph = load_graph(args.entities, args.data, args.seed)
+    log(f"graph: {graph.describe()}")
+    model = load_checkpoint(checkpoint) if checkpoint else None
+    if model is None:
+        notes.append("no ULTRA checkpoint: KMAS used one-hot relation weights (the query relation's own tail set); "
+                     "no model scores")
+    else:
+        notes.append(f"KMAS relation embeddings (hardness): {Path(checkpoint).name}'s relation encoder, conditioned on each row's relation")
+        if not args.data:
+            notes.append("model score: measured on real data folders only (--data)")
+    hardness = evaluate_samplers(graph, samplers, batch=args.batch, k=args.negatives, device=args.device,
+                                 num_batches=args.hardness_batches, seed=args.seed, model=model,
+                                 score_model=bool(args.data), ultra_path=args.ultra_path, progress=progress)
+    notes.append("cost rows: KMAS timed with random (R, 64) relation embeddings, so every relation has positive weight "
+                 "(the largest support, the slowest case)")
+    costs = {}
+    table_n = None if args.data else graph.num_entities
+    for name in tqdm(samplers, desc="cost per sampler", disable=not progress):
+        costs[name] = run_point(name, table_n, batch=args.batch, k=args.negatives, repeats=args.repeats, device=args.device,
+                                data=args.data, ultra_path=args.ultra_path, timeout=args.timeout)
+        log(json.dumps({k: v for k, v in costs[name].items() if k != "seconds_all"}))
+    rows = [{"sampler": name, "cost": costs[name], "hardness": hardness["per_sampler"].get(name, {})} for name in samplers]
+    for name, row in hardness["per_sampler"].items():
+        if "skipped" in row:
+            notes.append(f"{name} skipped: {row['skipped']}")
+
+    # 2. sweep over N (synthetic), reusing the table's points
+    sweep_rows = [dict(c, sampler=n) for n, c in costs.items() if table_n is not None]
+    sizes = [n for n in args.sizes if n != table_n]
+    if sizes:
+        sweep_rows += sweep(samplers, sizes, batch=args.batch, k=args.negatives, repeats=args.repeats, device=args.device,
+                            ultra_path=args.ultra_path, timeout=args.timeout, progress=progress, log=log)
+    sweep_rows.sort(key=lambda r: (r["sampler"], r["num_entities"] or 0))
+
+    # 3. mining's share of a training step
+    over = None
+    if not args.no_overhead:
+        over = overhead(num_entities=args.overhead_entities, batch=args.overhead_batch, k=args.overhead_negatives,
+                        steps=args.overhead_steps, hard_ratio=args.overhead_hard_ratio, device=args.device,
+                        checkpoint=checkpoint, seed=args.seed, timeout=args.timeout, progress=progress)
+
+    # 4. training effect
+    effect = None
+    if args.training:
+        grail = shared / "data" / "grail" if shared else None
+        train_dir = args.train_dir or (str(grail / "fb237_v1") if grail and (grail / "fb237_v1").is_dir() else None)
+        test_dir = args.test_dir or (str(grail / "fb237_v1_ind") if grail and (grail / "fb237_v1_ind").is_dir() else None)
+        from .training import training_effect
+
+        effect = training_effect(train_dir=train_dir, test_dir=test_dir, checkpoint=checkpoint, seeds=args.seeds,
+                                 steps=args.train_steps, batch=args.train_batch, k=args.train_negatives,
+                                 test_limit=args.test_limit or None, valid_limit=args.valid_limit, lr=args.train_lr, device=args.device,
+                                 progress=progress, log=log)
+
+    result = {
+        "tool": "kmas-bench",
+        "command": ["kmas-bench", *(sys.argv[1:] if argv is None else argv)],
+        "machine": machine_info(args.device),
+        "parameters": {"quick": args.quick, "device": args.device, "batch": args.batch, "negatives": args.negatives,
+                       "repeats": args.repeats, "hardness_batches": args.hardness_batches, "seed": args.seed,
+                       "data": args.data, "entities": table_n, "sizes": args.sizes, "samplers": samplers,
+                       "checkpoint": checkpoint, "ultra_path": args.ultra_path},
+        "graph": graph.describe(),
+        "table": {"rows": rows, "notes": notes, "type_measure": hardness["type_measure"],
+                  "relation_embeddings": hardness["relation_embeddings"]},
+        "sweep": sweep_rows,
+        "overhead": over,
+        "training": effect,
+    }
+    result["seconds"] = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    plots = [(f"{stem}_table.png", report.plot_table, result)]
+    if len({r["num_entities"] for r in sweep_rows}) > 1:
+        plots.append((f"{stem}_sweep.png", report.plot_sweep, result))
+    if over:
+        plots.append((f"{stem}_overhead.png", report.plot_overhead, over))
+    if effect:
+        plots.append((f"{stem}_training.png", report.plot_training, effect))
+    pngs = []
+    try:
+        for file_name, plot, what in plots:
+            plot(what, out / file_name)
+            pngs.append(out / file_name)
+    except ImportError as error:  # matplotlib is the [bench] extra
+        log(f"no plots: {error} (pip install matplotlib)")
+    print(report.table(result))
+    for text in (report.overhead_lines(over), report.training_lines(effect)):
+        if text:
+            print("\n" + text)
+    print(f"\nwrote {path}{' and ' if pngs else ''}{', '.join(p.name for p in pngs)} ({result['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

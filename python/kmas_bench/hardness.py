@@ -1,0 +1,190 @@
+"""How hard are the negatives: type consistency, false negatives, model scores.
+
+All metrics take negatives in query form: row b asks (q_b, r_b, ?) with r_b possibly an inverse
+relation r + R0 (head corruption of (h, r, t) is tail corruption of (t, r + R0, h)).
+
+- :func:`type_consistency`: share of negatives whose entity type is the one the query relation
+  expects (its range; for an inverse relation, the original relation's domain). On the synthetic
+  typed KG this is the ground truth of "plausible"; on real data without types,
+  :func:`range_consistency` uses the observed range (the relation's tail set in the training graph).
+- :func:`false_negative_rate`: share of negatives (q_b, r_b, e) that are true triples held out of
+  the training graph (valid / test): negatives that are in fact positives.
+- :func:`mean_model_score`: mean score a model gives the negatives (higher = harder).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def expected_types(query_relation: torch.Tensor, relation_domain: torch.Tensor, relation_range: torch.Tensor) -> torch.Tensor:
+    """(B,) the type a tail of each query relation should have: range of r < R0, domain of r - R0 otherwise."""
+    r0 = relation_range.numel()
+    inverse = query_relation >= r0
+    base = torch.where(inverse, query_relation - r0, query_relation)
+    return torch.where(inverse, relation_domain[base], relation_range[base])
+
+
+def type_consistency(negatives: torch.Tensor, entity_type: torch.Tensor, wanted: torch.Tensor) -> float:
+    """Share of negatives (B, k) whose type equals the row's wanted type (B,)."""
+    if negatives.numel() == 0:
+        return float("nan")
+    return float((entity_type[negatives] == wanted[:, None]).float().mean())
+
+
+def triple_keys(query_entity: torch.Tensor, query_relation: torch.Tensor, answer: torch.Tensor, num_entities: int,
+                num_relations: int) -> torch.Tensor:
+    """int64 keys (q * R + r) * N + e of (q, r, e) triples (broadcasting)."""
+    return (query_entity * num_relations + query_relation) * num_entities + answer
+
+
+def fact_keys(triples_hrt: torch.Tensor, num_entities: int, num_base_relations: int) -> torch.Tensor:
+    """Sorted unique keys of [h, r, t] triples and their inverses (t, r + R0, h), R = 2 R0."""
+    h, r, t = triples_hrt.long().unbind(1)
+    big_r = 2 * num_base_relations
+    keys = torch.cat([triple_keys(h, r, t, num_entities, big_r), triple_keys(t, r + num_base_relations, h, num_entities, big_r)])
+    return torch.unique(keys)
+
+
+def _contains(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    if sorted_keys.numel() == 0:
+        return torch.zeros_like(keys, dtype=torch.bool)
+    pos = torch.searchsorted(sorted_keys, keys).clamp_max(sorted_keys.numel() - 1)
+    return sorted_keys[pos] == keys
+
+
+def false_negative_rate(query_entity: torch.Tensor, query_relation: torch.Tensor, negatives: torch.Tensor,
+                        true_keys: torch.Tensor, num_entities: int, num_relations: int) -> float:
+    """Share of negatives (B, k) forming a triple (q_b, r_b, e) among ``true_keys`` (sorted, see :func:`fact_keys`)."""
+    if negatives.numel() == 0:
+        return float("nan")
+    keys = triple_keys(query_entity[:, None], query_relation[:, None], negatives, num_entities, num_relations)
+    return float(_contains(true_keys.to(keys.device), keys).float().mean())
+
+
+def range_consistency(query_relation: torch.Tensor, negatives: torch.Tensor, train_keys: torch.Tensor,
+                      num_entities: int, num_relations: int) -> float:
+    """Share of negatives in the observed range of their query relation: e is a tail of r_b somewhere in training.
+
+    ``train_keys``: sorted unique (r * N + e) over the training edges, inverses included (see :func:`range_keys`).
+    """
+    if negatives.numel() == 0:
+        return float("nan")
+    keys = query_relation[:, None] * num_entities + negatives
+    return float(_contains(train_keys.to(keys.device), keys).float().mean())
+
+
+def range_keys(triples_hrt: torch.Tensor, num_entities: int, num_base_relations: int) -> torch.Tensor:
+    """Sorted unique r * N + e over tails e of r, inverse relations included."""
+    h, r, t = triples_hrt.long().unbind(1)
+    return torch.unique(torch.cat([r * num_entities + t, (r + num_base_relations) * num_entities + h]))
+
+
+@torch.no_grad()
+def model_scores(model, data, layout: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Scores (B, 1 + k) of ULTRA's layout under ``model`` (eval mode), ``chunk`` rows per forward."""
+    was_training = model.training
+    model.eval()
+    scores = torch.cat([model(data, layout[i:i + chunk]) for i in range(0, layout.shape[0], chunk)])
+    model.train(was_training)
+    return scores
+
+
+def mean_model_score(scores: torch.Tensor) -> dict:
+    """Mean score of the negatives (columns 1..k) and of the positives (column 0), and the share of
+    negatives scored at least as high as their row's positive."""
+    negatives, positive = scores[:, 1:], scores[:, :1]
+    return {
+        "mean_score": float(negatives.mean()),
+        "mean_positive_score": float(positive.mean()),
+        "share_scored_above_positive": float((negatives >= positive).float().mean()),
+    }
+
+
+def relation_embeddings(model, graph, rows: torch.Tensor) -> torch.Tensor:
+    """(B, R, d) relation representations of ``model``'s relation encoder, conditioned on each row's relation.
+
+    This is what the ULTRA drop-in feeds KMAS during training (through a forward hook); here
+    it is computed once, without gradients, for a batch of ``rows`` ([h, r, t]).
+    """
+    from kmas_ultra.data import build_relation_graph
+
+    h, r, t = graph.train.long().unbind(1)
+    r0 = graph.num_base_relations
+    edge_index = torch.cat([torch.stack([h, t]), torch.stack([t, h])], dim=1)
+    edge_type = torch.cat([r, r + r0])
+    relation_graph = build_relation_graph(edge_index, edge_type, graph.num_entities, 2 * r0)
+    with torch.no_grad():
+        return model.relation_model(relation_graph, query=rows[:, 1].cpu()).float()
+
+
+def ultra_data(graph):
+    """The training graph as ULTRA's model takes it (inverse edges, relation graph)."""
+    from kmas_ultra.data import hrt_to_htr, make_graph
+
+    return make_graph(hrt_to_htr(graph.train), graph.num_entities, graph.num_base_relations)
+
+
+def evaluate_samplers(graph, samplers: list[str], *, batch: int, k: int, device: str = "cpu", num_batches: int = 4,
+                      seed: int = 0, model=None, score_model: bool = False, ultra_path: str | None = None,
+                      progress: bool = True) -> dict:
+    """Hardness metrics of every sampler's negatives for ``num_batches`` batches of ``batch`` training triples.
+
+    KMAS gets relation embeddings from ``model``'s relation encoder (conditioned on each row's
+    relation) when a model is given, else one-hot relation weights (the query relation's own
+    tail set). ``score_model``: also score the first batch's negatives with ``model``.
+    Returns {"per_sampler": {name: metrics}, "notes": [...], "relation_embeddings": source}.
+    """
+    from tqdm import tqdm
+
+    from kmas_kernels import KGIndex
+
+    from .samplers import make_problem, make_sampler, query_form, ultra_layout, unavailable
+
+    n, r0 = graph.num_entities, graph.num_base_relations
+    big_r = 2 * r0
+    held_out = fact_keys(torch.cat([graph.valid, graph.test]), n, r0)
+    train_facts = fact_keys(graph.train, n, r0)
+    observed_range = None if graph.typed else range_keys(graph.train, n, r0)
+    index = KGIndex.from_triples(graph.train, num_entities=n, num_relations=r0).to(device)
+    data = ultra_data(graph) if score_model and model is not None else None
+    problems = []
+    for i in range(num_batches):
+        problem = make_problem(graph.train, n, r0, batch, device, seed + 7919 * i, embeddings=None, index=index)
+        if model is not None:
+            problem.embeddings = relation_embeddings(model, graph, problem.rows).to(device)
+        problems.append(problem)
+    results = {}
+    for name in tqdm(samplers, desc="hardness", disable=not progress):
+        reason = unavailable(name, device, ultra_path)
+        if reason:
+            results[name] = {"skipped": reason}
+            continue
+        sums: dict[str, list[float]] = {"type_consistency": [], "false_negative_rate": [], "train_triple_rate": []}
+        for i, problem in enumerate(problems):
+            out = make_sampler(name, problem, k, seed + i, ultra_path)()
+            negatives = query_form(problem, out).to(device)
+            qe, qr = problem.query_entity, problem.query_relation
+            if graph.typed:
+                wanted = expected_types(qr.cpu(), graph.relation_domain, graph.relation_range)
+                sums["type_consistency"].append(type_consistency(negatives.cpu(), graph.entity_type, wanted))
+            else:
+                sums["type_consistency"].append(range_consistency(qr, negatives, observed_range, n, big_r))
+            sums["false_negative_rate"].append(false_negative_rate(qe, qr, negatives, held_out, n, big_r))
+            sums["train_triple_rate"].append(false_negative_rate(qe, qr, negatives, train_facts, n, big_r))
+            if i == 0 and data is not None:
+                scores = model_scores(model.to(device), data.to(device), ultra_layout(problem, negatives))
+                results.setdefault(name, {}).update(mean_model_score(scores.cpu()))
+        entry = results.setdefault(name, {})
+        for key, values in sums.items():
+            entry[key] = sum(values) / len(values)
+            entry[key + "_per_batch"] = values
+        entry["negatives_measured"] = batch * k * num_batches
+    return {
+        "per_sampler": results,
+        "type_measure": "entity type == relation range (domain for head corruption)" if graph.typed
+        else "entity in the relation's observed range (tails in the training graph); the folder has no types",
+        "relation_embeddings": "model relation encoder, conditioned on each row's relation" if model is not None
+        else "none: one-hot relation weights (the query relation's own tail set)",
+        "num_batches": num_batches,
+    }

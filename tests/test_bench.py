@@ -1,0 +1,104 @@
+"""kmas-bench: a tiny CLI run writes the expected JSON; the hardness metrics on hand-made cases."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from kmas_bench import hardness
+from kmas_bench.cli import main
+from kmas_bench.samplers import Problem, query_form, ultra_layout
+
+
+# ---------------------------------------------------------------- hardness metrics, by hand
+
+def test_expected_types_use_range_for_relations_and_domain_for_inverses():
+    domain = torch.tensor([0, 1])  # R0 = 2
+    rng = torch.tensor([2, 3])
+    assert hardness.expected_types(torch.tensor([0, 1, 2, 3]), domain, rng).tolist() == [2, 3, 0, 1]
+
+
+def test_type_consistency_counts_the_share_of_matching_types():
+    entity_type = torch.tensor([0, 0, 1, 1, 2])
+    negatives = torch.tensor([[0, 1, 2, 4],    # wanted type 0: entities 0, 1 match -> 2 / 4
+                              [2, 3, 3, 0]])   # wanted type 1: 2, 3, 3 match -> 3 / 4
+    assert hardness.type_consistency(negatives, entity_type, torch.tensor([0, 1])) == pytest.approx(5 / 8)
+    assert math.isnan(hardness.type_consistency(torch.zeros(0, 3, dtype=torch.long), entity_type, torch.zeros(0, dtype=torch.long)))
+
+
+def test_false_negative_rate_counts_held_out_triples_in_both_directions():
+    n, r0 = 6, 2
+    held_out = torch.tensor([[0, 0, 1],   # (0, r0, 1), so inverse (1, r0 + 2, 0)
+                             [3, 1, 4]])  # (3, r1, 4), inverse (4, r1 + 2, 3)
+    keys = hardness.fact_keys(held_out, n, r0)
+    # tail corruption of (0, r0, ?): negative 1 is a held-out answer, 2 and 5 are not
+    # head corruption of (?, r1, 4) = tail corruption of (4, r1 + 2, ?): negative 3 is held out
+    query_entity = torch.tensor([0, 4])
+    query_relation = torch.tensor([0, 3])
+    negatives = torch.tensor([[1, 2, 5], [3, 3, 0]])
+    rate = hardness.false_negative_rate(query_entity, query_relation, negatives, keys, n, 2 * r0)
+    assert rate == pytest.approx(3 / 6)
+    # the wrong relation is not a hit: (0, r1, 1) is not held out
+    assert hardness.false_negative_rate(torch.tensor([0]), torch.tensor([1]), torch.tensor([[1]]), keys, n, 2 * r0) == 0.0
+    assert hardness.false_negative_rate(query_entity, query_relation, negatives, torch.zeros(0, dtype=torch.long), n, 4) == 0.0
+
+
+def test_range_consistency_uses_the_observed_tails_of_the_query_relation():
+    n, r0 = 5, 1
+    train = torch.tensor([[0, 0, 1], [2, 0, 3]])  # tails of r0: {1, 3}; tails of its inverse: {0, 2}
+    keys = hardness.range_keys(train, n, r0)
+    share = hardness.range_consistency(torch.tensor([0, 1]), torch.tensor([[1, 4], [0, 2]]), keys, n, 2 * r0)
+    assert share == pytest.approx(3 / 4)
+
+
+def test_mean_model_score_separates_negatives_from_positives():
+    scores = torch.tensor([[2.0, 1.0, 3.0], [0.0, -1.0, -3.0]])
+    m = hardness.mean_model_score(scores)
+    assert m["mean_score"] == pytest.approx(0.0)
+    assert m["mean_positive_score"] == pytest.approx(1.0)
+    assert m["share_scored_above_positive"] == pytest.approx(1 / 4)
+
+
+def test_ultra_layout_and_query_form_round_trip():
+    rows = torch.tensor([[0, 0, 1], [2, 1, 3], [4, 0, 5], [1, 1, 2]])  # [h, r, t]
+    problem = Problem(index=None, graph=None, rows=rows, query_entity=None, query_relation=None, positive=None,
+                      embeddings=None, num_base_relations=2)
+    negatives = torch.arange(8).view(4, 2) + 10
+    layout = ultra_layout(problem, negatives)
+    assert layout.shape == (4, 3, 3)
+    assert layout[:, 0].tolist() == [[0, 1, 0], [2, 3, 1], [4, 5, 0], [1, 2, 1]]  # [h, t, r] positives
+    assert layout[0, 1:, 1].tolist() == [10, 11] and layout[2, 1:, 0].tolist() == [14, 15]
+    assert torch.equal(query_form(problem, layout), negatives)
+
+
+# ---------------------------------------------------------------- the CLI, tiny
+
+def test_cli_smoke_writes_the_table_json_and_plots(tmp_path, capsys):
+    argv = ["--quick", "--entities", "600", "--sizes", "300", "--batch", "8", "--negatives", "16", "--repeats", "1",
+            "--hardness-batches", "1", "--samplers", "ultra-strict", "strict-rejection", "kmas-reference",
+            "--overhead-entities", "200", "--overhead-batch", "4", "--overhead-negatives", "8", "--overhead-steps", "1",
+            "--no-checkpoint", "--no-progress", "--out", str(tmp_path), "--name", "smoke"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "KMAS hard, backend=reference" in printed and "false-neg rate" in printed
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    for key in ("machine", "parameters", "graph", "table", "sweep", "overhead", "training", "seconds"):
+        assert key in result, key
+    assert {"cpu", "torch", "device", "device_name", "backends"} <= set(result["machine"])
+    assert result["parameters"]["batch"] == 8 and result["parameters"]["negatives"] == 16
+    rows = {row["sampler"]: row for row in result["table"]["rows"]}
+    assert set(rows) == {"ultra-strict", "strict-rejection", "kmas-reference"}
+    for row in rows.values():
+        assert row["cost"]["seconds_per_call"] > 0 and "extra_peak_bytes" in row["cost"]
+        assert 0 <= row["hardness"]["type_consistency"] <= 1
+        assert 0 <= row["hardness"]["false_negative_rate"] <= 1
+    # strict samplers never return a known training triple; hard negatives are type-consistent far more often
+    assert rows["strict-rejection"]["hardness"]["train_triple_rate"] == 0
+    assert rows["kmas-reference"]["hardness"]["type_consistency"] > rows["ultra-strict"]["hardness"]["type_consistency"] + 0.2
+    assert {r["num_entities"] for r in result["sweep"]} == {300, 600}
+    over = result["overhead"]
+    assert set(over["modes"]) == {"strict", "kmas"} and "comparison" in over, over
+    assert 0 < over["modes"]["kmas"]["mining_share"] < 1
+    assert (tmp_path / "smoke_table.png").is_file() and (tmp_path / "smoke_sweep.png").is_file()
+    assert (tmp_path / "smoke_overhead.png").is_file()
