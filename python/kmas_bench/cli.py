@@ -93,6 +93,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.no_sweep:
         args.sizes = []
+    # measurements run in fresh processes started in a scratch folder: paths must be absolute
+    for key in ("data", "ultra_path", "checkpoint", "train_dir", "test_dir"):
+        if isinstance(getattr(args, key, None), str) and getattr(args, key):
+            setattr(args, key, os.path.abspath(getattr(args, key)))
     return args
 
 
