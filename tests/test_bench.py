@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 
+from kmas_kernels import KGIndex
+
 from kmas_bench import hardness
 from kmas_bench.cli import main
 from kmas_bench.samplers import Problem, query_form, ultra_layout
@@ -31,24 +33,23 @@ def test_false_negative_rate_counts_held_out_triples_in_both_directions():
     n, r0 = 6, 2
     held_out = torch.tensor([[0, 0, 1],   # (0, r0, 1), so inverse (1, r0 + 2, 0)
                              [3, 1, 4]])  # (3, r1, 4), inverse (4, r1 + 2, 3)
-    keys = hardness.fact_keys(held_out, n, r0)
+    known = KGIndex.from_triples(held_out, num_entities=n, num_relations=r0)
     # tail corruption of (0, r0, ?): negative 1 is a held-out answer, 2 and 5 are not
     # head corruption of (?, r1, 4) = tail corruption of (4, r1 + 2, ?): negative 3 is held out
     query_entity = torch.tensor([0, 4])
     query_relation = torch.tensor([0, 3])
     negatives = torch.tensor([[1, 2, 5], [3, 3, 0]])
-    rate = hardness.false_negative_rate(query_entity, query_relation, negatives, keys, n, 2 * r0)
-    assert rate == pytest.approx(3 / 6)
+    assert hardness.false_negative_rate(known, query_entity, query_relation, negatives) == pytest.approx(3 / 6)
     # the wrong relation is not a hit: (0, r1, 1) is not held out
-    assert hardness.false_negative_rate(torch.tensor([0]), torch.tensor([1]), torch.tensor([[1]]), keys, n, 2 * r0) == 0.0
-    assert hardness.false_negative_rate(query_entity, query_relation, negatives, torch.zeros(0, dtype=torch.long), n, 4) == 0.0
+    assert hardness.false_negative_rate(known, torch.tensor([0]), torch.tensor([1]), torch.tensor([[1]])) == 0.0
+    assert hardness.false_negative_rate(None, query_entity, query_relation, negatives) == 0.0
 
 
 def test_range_consistency_uses_the_observed_tails_of_the_query_relation():
     n, r0 = 5, 1
     train = torch.tensor([[0, 0, 1], [2, 0, 3]])  # tails of r0: {1, 3}; tails of its inverse: {0, 2}
-    keys = hardness.range_keys(train, n, r0)
-    share = hardness.range_consistency(torch.tensor([0, 1]), torch.tensor([[1, 4], [0, 2]]), keys, n, 2 * r0)
+    index = KGIndex.from_triples(train, num_entities=n, num_relations=r0)
+    share = hardness.range_consistency(index, torch.tensor([0, 1]), torch.tensor([[1, 4], [0, 2]]))
     assert share == pytest.approx(3 / 4)
 
 

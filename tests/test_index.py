@@ -90,3 +90,12 @@ def test_bad_data_object():
     data = types.SimpleNamespace(edge_index=torch.zeros(3, 2, dtype=torch.long), edge_type=torch.zeros(2, dtype=torch.long), num_nodes=2)
     with pytest.raises(ValueError, match=r"\(2, E\)"):
         KGIndex.from_data(data)
+
+
+def test_is_tail_matches_the_tail_sets():
+    triples = random_triples(20, 2, 40, seed=3)
+    index = KGIndex.from_triples(triples, num_entities=20, num_relations=2)
+    relation = torch.arange(index.num_relations)[:, None]
+    got = index.is_tail(relation, torch.arange(20)[None, :])
+    for r in range(index.num_relations):
+        assert set(torch.nonzero(got[r]).flatten().tolist()) == set(index.tails(r).tolist())

@@ -255,6 +255,14 @@ class KGIndex:
         pos = torch.searchsorted(self.known_keys, key.contiguous()).clamp_max(self.known_keys.numel() - 1)
         return self.known_keys[pos] == key
 
+    def is_tail(self, relation: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+        """Whether candidate is in Tails(relation); broadcasts like :meth:`is_known`."""
+        pair_relation = torch.repeat_interleave(torch.arange(self.num_relations, device=self.device), self.tail_counts)
+        pair_keys = pair_relation * self.num_entities + self.rel_tails.to(torch.int64)  # sorted: by r, then tail
+        key = (relation * self.num_entities + candidate).contiguous()
+        pos = torch.searchsorted(pair_keys, key).clamp_max(max(pair_keys.numel() - 1, 0))
+        return pair_keys[pos] == key
+
     def tails(self, relation: int) -> torch.Tensor:
         """Tails(r), ascending int64 (convenience for tests and users)."""
         return self.rel_tails[self.rel_ptr[relation] : self.rel_ptr[relation + 1]].to(torch.int64)

@@ -32,52 +32,22 @@ def type_consistency(negatives: torch.Tensor, entity_type: torch.Tensor, wanted:
     return float((entity_type[negatives] == wanted[:, None]).float().mean())
 
 
-def triple_keys(query_entity: torch.Tensor, query_relation: torch.Tensor, answer: torch.Tensor, num_entities: int,
-                num_relations: int) -> torch.Tensor:
-    """int64 keys (q * R + r) * N + e of (q, r, e) triples (broadcasting)."""
-    return (query_entity * num_relations + query_relation) * num_entities + answer
-
-
-def fact_keys(triples_hrt: torch.Tensor, num_entities: int, num_base_relations: int) -> torch.Tensor:
-    """Sorted unique keys of [h, r, t] triples and their inverses (t, r + R0, h), R = 2 R0."""
-    h, r, t = triples_hrt.long().unbind(1)
-    big_r = 2 * num_base_relations
-    keys = torch.cat([triple_keys(h, r, t, num_entities, big_r), triple_keys(t, r + num_base_relations, h, num_entities, big_r)])
-    return torch.unique(keys)
-
-
-def _contains(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    if sorted_keys.numel() == 0:
-        return torch.zeros_like(keys, dtype=torch.bool)
-    pos = torch.searchsorted(sorted_keys, keys).clamp_max(sorted_keys.numel() - 1)
-    return sorted_keys[pos] == keys
-
-
-def false_negative_rate(query_entity: torch.Tensor, query_relation: torch.Tensor, negatives: torch.Tensor,
-                        true_keys: torch.Tensor, num_entities: int, num_relations: int) -> float:
-    """Share of negatives (B, k) forming a triple (q_b, r_b, e) among ``true_keys`` (sorted, see :func:`fact_keys`)."""
+def false_negative_rate(known, query_entity: torch.Tensor, query_relation: torch.Tensor, negatives: torch.Tensor) -> float:
+    """Share of negatives (B, k) forming a triple (q_b, r_b, e) of ``known`` (a KGIndex of true triples
+    with inverses; None = no such triples)."""
     if negatives.numel() == 0:
         return float("nan")
-    keys = triple_keys(query_entity[:, None], query_relation[:, None], negatives, num_entities, num_relations)
-    return float(_contains(true_keys.to(keys.device), keys).float().mean())
+    if known is None:
+        return 0.0
+    return float(known.is_known(query_entity[:, None], query_relation[:, None], negatives).float().mean())
 
 
-def range_consistency(query_relation: torch.Tensor, negatives: torch.Tensor, train_keys: torch.Tensor,
-                      num_entities: int, num_relations: int) -> float:
-    """Share of negatives in the observed range of their query relation: e is a tail of r_b somewhere in training.
-
-    ``train_keys``: sorted unique (r * N + e) over the training edges, inverses included (see :func:`range_keys`).
-    """
+def range_consistency(index, query_relation: torch.Tensor, negatives: torch.Tensor) -> float:
+    """Share of negatives in the observed range of their query relation: e in Tails(r_b) of ``index``
+    (the training graph, inverses included)."""
     if negatives.numel() == 0:
         return float("nan")
-    keys = query_relation[:, None] * num_entities + negatives
-    return float(_contains(train_keys.to(keys.device), keys).float().mean())
-
-
-def range_keys(triples_hrt: torch.Tensor, num_entities: int, num_base_relations: int) -> torch.Tensor:
-    """Sorted unique r * N + e over tails e of r, inverse relations included."""
-    h, r, t = triples_hrt.long().unbind(1)
-    return torch.unique(torch.cat([r * num_entities + t, (r + num_base_relations) * num_entities + h]))
+    return float(index.is_tail(query_relation[:, None], negatives).float().mean())
 
 
 @torch.no_grad()
@@ -142,11 +112,9 @@ def evaluate_samplers(graph, samplers: list[str], *, batch: int, k: int, device:
     from .samplers import make_problem, make_sampler, query_form, ultra_layout, unavailable
 
     n, r0 = graph.num_entities, graph.num_base_relations
-    big_r = 2 * r0
-    held_out = fact_keys(torch.cat([graph.valid, graph.test]), n, r0)
-    train_facts = fact_keys(graph.train, n, r0)
-    observed_range = None if graph.typed else range_keys(graph.train, n, r0)
     index = KGIndex.from_triples(graph.train, num_entities=n, num_relations=r0).to(device)
+    held_out_triples = torch.cat([graph.valid, graph.test])
+    held_out = KGIndex.from_triples(held_out_triples, num_entities=n, num_relations=r0).to(device) if len(held_out_triples) else None
     data = ultra_data(graph) if score_model and model is not None else None
     problems = []
     for i in range(num_batches):
@@ -169,9 +137,9 @@ def evaluate_samplers(graph, samplers: list[str], *, batch: int, k: int, device:
                 wanted = expected_types(qr.cpu(), graph.relation_domain, graph.relation_range)
                 sums["type_consistency"].append(type_consistency(negatives.cpu(), graph.entity_type, wanted))
             else:
-                sums["type_consistency"].append(range_consistency(qr, negatives, observed_range, n, big_r))
-            sums["false_negative_rate"].append(false_negative_rate(qe, qr, negatives, held_out, n, big_r))
-            sums["train_triple_rate"].append(false_negative_rate(qe, qr, negatives, train_facts, n, big_r))
+                sums["type_consistency"].append(range_consistency(index, qr, negatives))
+            sums["false_negative_rate"].append(false_negative_rate(held_out, qe, qr, negatives))
+            sums["train_triple_rate"].append(false_negative_rate(index, qe, qr, negatives))
             if i == 0 and data is not None:
                 scores = model_scores(model.to(device), data.to(device), ultra_layout(problem, negatives))
                 results.setdefault(name, {}).update(mean_model_score(scores.cpu()))
