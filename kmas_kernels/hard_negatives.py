@@ -75,7 +75,7 @@ def hard_negatives(
         temperature_gumbel=temperature_gumbel,
         seed=seed,
     )
-    top = resolve_backend(backend, index.device).run(problem)
+    top = resolve_backend(backend, index.device, problem.num_negatives).run(problem)
     return fill_short_rows(problem, top)
 
 

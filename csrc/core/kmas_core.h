@@ -197,9 +197,12 @@ KMAS_HD float min_probability(const Problem& p, const Row& r, int64_t threshold)
 // The draw test of score_candidate, for temperature_gumbel == 1: key = log P - log E beats a
 // threshold value t only if E < P e^-t, and E = -log1p(-v) >= v, so only if v < P e^-t. Returns
 // e^-t with a 1e-3 margin (far above float rounding), INFINITY when there is no such test.
+// No test when T >= 80: e^-T would approach the denormals, which a GPU may flush to zero.
 KMAS_HD float draw_scale(const Problem& p, int64_t threshold) {
     if (threshold == EMPTY_KEY || p.temperature_gumbel != 1.0f) return INFINITY;
-    return expf(-packed_value(threshold)) * (1.0f + 1e-3f);
+    const float value = packed_value(threshold);
+    if (!(value < 80.0f)) return INFINITY;
+    return expf(-value) * (1.0f + 1e-3f);
 }
 
 // Score candidate e of row r, P_b(e) = prob, against `threshold` (a packed key; EMPTY_KEY = accept
@@ -296,6 +299,46 @@ KMAS_HD int64_t merge_descending(const int64_t* a, int64_t na, const int64_t* b,
             out[n++] = b[j++];
     }
     return n;
+}
+
+// Merge by rank, one element at a time (a parallel merge: every element finds its own place).
+// `self` and `other` are descending lists of n keys each (EMPTY_KEY padding allowed); element i
+// of `self` lands at i + (the number of `other`'s keys placed before it). Ties go to the list
+// with self_first = true, so the two lists' positions together are a permutation of [0, 2n).
+// Keys placed at >= n are dropped by the caller: the first n positions are the n largest.
+KMAS_HD int64_t merged_position(const int64_t* self, const int64_t* other, int64_t n, int64_t i, bool self_first) {
+    const int64_t key = self[i];
+    int64_t lo = 0, hi = n;  // first index of `other` placed after key
+    while (lo < hi) {
+        const int64_t mid = lo + ((hi - lo) >> 1);
+        if (self_first ? other[mid] > key : other[mid] >= key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return i + lo;
+}
+
+// One level of a tree merge of a row's sorted k-lists (CUDA merge at small B; host-testable):
+// src holds `lists` descending k-lists per row, (B, lists, k); dst receives ceil(lists / 2)
+// lists per row, (B, ceil(lists / 2), k): list j = the k largest of src lists 2j and 2j + 1
+// (list 2j copied when it has no partner). `slot` in [0, ceil(lists / 2) * 2k) names one source
+// element of the row; each slot is independent, so one thread per slot runs a level in parallel,
+// log2(lists) levels in all: O(lists k log k) work against a bitonic sort of lists * k keys.
+KMAS_HD void merge_level_slot(const int64_t* src, int64_t* dst, int64_t lists, int64_t k, int64_t row, int64_t slot) {
+    const int64_t out_lists = (lists + 1) >> 1;
+    const int64_t pair = slot / (2 * k), within = slot % (2 * k);
+    const int64_t side = within / k, i = within % k;  // side 0: list 2 * pair, side 1: its partner
+    const int64_t first = 2 * pair;
+    const int64_t* a = src + (row * lists + first) * k;
+    int64_t* out = dst + (row * out_lists + pair) * k;
+    if (first + 1 >= lists) {  // no partner: copy
+        if (side == 0) out[i] = a[i];
+        return;
+    }
+    const int64_t* b = a + k;
+    const int64_t pos = side == 0 ? merged_position(a, b, k, i, true) : merged_position(b, a, k, i, false);
+    if (pos < k) out[pos] = side == 0 ? a[i] : b[i];
 }
 
 // Write the ids of a descending list of n keys into out[0:k], -1 past n.

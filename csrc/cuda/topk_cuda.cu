@@ -7,7 +7,12 @@
 // (ballot + popc). When the buffer could overflow, the block sorts it (bitonic), keeps the k
 // largest and raises its threshold; blocks of the same row share their k-th keys through a
 // per-row atomicMax, so every block of a row rejects what another block already beats.
-// Kernel 2 (merge): one block per row sorts the splits' k-lists and writes the ids.
+// Scoring skips, cheapest first (kmas_core.h: score_probability): P = 0; P below the threshold's
+// probability bound (no RNG); the raw Philox draw failing the log-free draw test v > P e^-T at
+// temperature 1 (no logs); the key not beating the threshold (no exclusion search).
+// Kernel 2 (merge): the splits' sorted k-lists are merged pairwise in log2(splits) levels, one
+// thread per key and level (kmas_core.h: merge_level_slot), so small batches (B = 1, splits in
+// the hundreds) spread the merge over the whole GPU; a last kernel writes the ids.
 // Scoring, RNG, packing and exclusion are the shared core (csrc/core/kmas_core.h).
 #include <cuda_runtime.h>
 
@@ -43,8 +48,7 @@ struct Plan {
     int splits;
     int64_t cap;         // select buffer capacity (power of two >= k + THREADS)
     bool select_global;  // select buffer in global scratch
-    int64_t mcap;        // merge buffer capacity (power of two >= splits * k)
-    bool merge_global;
+    int64_t merge_lists;  // lists per row in the second merge buffer: ceil(splits / 2)
     size_t off_partial, off_select, off_merge, total;
 };
 
@@ -63,15 +67,14 @@ Plan make_plan(int device, int64_t B, int64_t N, int64_t k) {
     }
     splits = std::min<int64_t>(splits, 65535);
     pl.splits = (int)splits;
-    pl.mcap = next_pow2(splits * k);
-    pl.merge_global = splits > 1 && pl.mcap > SMEM_KEYS;
+    pl.merge_lists = splits > 1 ? (splits + 1) / 2 : 0;
     size_t off = align_up((size_t)B * 8);  // row thresholds first
     pl.off_partial = off;
     off += align_up((size_t)B * splits * k * 8);
     pl.off_select = off;
     if (pl.select_global) off += align_up((size_t)B * splits * pl.cap * 8);
     pl.off_merge = off;
-    if (pl.merge_global) off += align_up((size_t)B * pl.mcap * 8);
+    off += align_up((size_t)B * pl.merge_lists * k * 8);
     pl.total = off;
     return pl;
 }
@@ -123,12 +126,13 @@ select_kernel(Problem p, int64_t row0, int splits, int64_t cap, int64_t* select_
     __syncthreads();
 
     int64_t thr = EMPTY_KEY;
+    float min_prob = 0.0f, scale = INFINITY;  // the skip tests of `thr` (recomputed when it moves)
     for (int64_t base = lo;; base += THREADS) {
         const bool more = base < hi;  // uniform
         if (more) {
             const int64_t e = base + threadIdx.x;
             int64_t key = EMPTY_KEY;
-            const bool ok = e < hi && score_candidate(p, row, e, thr, &key);
+            const bool ok = e < hi && score_candidate(p, row, e, thr, &key, min_prob, scale);
             const unsigned mask = __ballot_sync(0xFFFFFFFFu, ok);
             if (mask) {
                 const int leader = __ffs(mask) - 1;
@@ -158,7 +162,11 @@ select_kernel(Problem p, int64_t row0, int splits, int64_t cap, int64_t* select_
             }
             __syncthreads();
         }
-        thr = block_thr;
+        if (block_thr != thr) {
+            thr = block_thr;
+            min_prob = min_probability(p, row, thr);
+            scale = draw_scale(p, thr);
+        }
         if (!more) break;
     }
 
@@ -169,21 +177,19 @@ select_kernel(Problem p, int64_t row0, int splits, int64_t cap, int64_t* select_
 }
 
 __global__ void __launch_bounds__(THREADS)
-merge_kernel(int splits, int64_t k, int64_t mcap, const int64_t* partial, int64_t* merge_buf, int64_t* out) {
-    extern __shared__ int64_t smem_keys[];
-    const int64_t b = blockIdx.x;
-    const int64_t total = (int64_t)splits * k;
-    const int64_t* src = partial + b * total;
-    int64_t* dst = out + b * k;
-    if (splits == 1) {  // already sorted
-        for (int64_t i = threadIdx.x; i < k; i += THREADS) dst[i] = src[i] == EMPTY_KEY ? -1 : packed_id(src[i]);
-        return;
+merge_level_kernel(const int64_t* src, int64_t* dst, int64_t lists, int64_t k, int64_t slots) {
+    const int64_t slot = (int64_t)blockIdx.x * THREADS + threadIdx.x;
+    if (slot < slots) merge_level_slot(src, dst, lists, k, blockIdx.y, slot);
+}
+
+__global__ void __launch_bounds__(THREADS)
+write_ids_kernel(const int64_t* keys, int64_t lists, int64_t k, int64_t* out) {
+    const int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x;
+    const int64_t b = blockIdx.y;
+    if (i < k) {
+        const int64_t key = keys[b * lists * k + i];  // the row's first (merged) list
+        out[b * k + i] = key == EMPTY_KEY ? -1 : packed_id(key);
     }
-    int64_t* buf = merge_buf ? merge_buf + b * mcap : smem_keys;
-    for (int64_t i = threadIdx.x; i < mcap; i += THREADS) buf[i] = i < total ? src[i] : EMPTY_KEY;
-    __syncthreads();
-    block_sort_descending(buf, mcap);
-    for (int64_t i = threadIdx.x; i < k; i += THREADS) dst[i] = buf[i] == EMPTY_KEY ? -1 : packed_id(buf[i]);
 }
 
 struct DeviceGuard {
@@ -224,7 +230,7 @@ void top_k(const Problem& p, int64_t* out, void* scratch, size_t scratch_size, i
     int64_t* row_thr = reinterpret_cast<int64_t*>(base);
     int64_t* partial = reinterpret_cast<int64_t*>(base + pl.off_partial);
     int64_t* select_buf = pl.select_global ? reinterpret_cast<int64_t*>(base + pl.off_select) : nullptr;
-    int64_t* merge_buf = pl.merge_global ? reinterpret_cast<int64_t*>(base + pl.off_merge) : nullptr;
+    int64_t* merge_buf = reinterpret_cast<int64_t*>(base + pl.off_merge);
 
     init_thresholds<<<(unsigned)((p.batch + 255) / 256), 256, 0, stream>>>(row_thr, p.batch);
     check(cudaGetLastError(), "init_thresholds launch");
@@ -236,9 +242,25 @@ void top_k(const Problem& p, int64_t* out, void* scratch, size_t scratch_size, i
                                                                                       select_buf, row_thr, partial);
         check(cudaGetLastError(), "select_kernel launch");
     }
-    const size_t merge_smem = (pl.splits == 1 || pl.merge_global) ? 0 : (size_t)pl.mcap * 8;
-    merge_kernel<<<(unsigned)p.batch, THREADS, merge_smem, stream>>>(pl.splits, p.k, pl.mcap, partial, merge_buf, out);
-    check(cudaGetLastError(), "merge_kernel launch");
+    // tree merge: level by level, ping-pong between the partial and the merge buffers
+    const int64_t k = p.k;
+    int64_t* src = partial;
+    int64_t* dst = merge_buf;
+    for (int64_t lists = pl.splits; lists > 1; lists = (lists + 1) / 2) {
+        const int64_t slots = (lists + 1) / 2 * 2 * k;
+        for (int64_t row0 = 0; row0 < p.batch; row0 += 65535) {
+            const unsigned rows = (unsigned)std::min<int64_t>(p.batch - row0, 65535);
+            merge_level_kernel<<<dim3((unsigned)((slots + THREADS - 1) / THREADS), rows), THREADS, 0, stream>>>(
+                src + row0 * lists * k, dst + row0 * ((lists + 1) / 2) * k, lists, k, slots);
+            check(cudaGetLastError(), "merge_level_kernel launch");
+        }
+        std::swap(src, dst);
+    }
+    for (int64_t row0 = 0; row0 < p.batch; row0 += 65535) {
+        const unsigned rows = (unsigned)std::min<int64_t>(p.batch - row0, 65535);
+        write_ids_kernel<<<dim3((unsigned)((k + THREADS - 1) / THREADS), rows), THREADS, 0, stream>>>(src + row0 * k, 1, k, out + row0 * k);
+        check(cudaGetLastError(), "write_ids_kernel launch");
+    }
 }
 
 }  // namespace cuda

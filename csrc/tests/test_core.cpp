@@ -117,12 +117,53 @@ static void exclusion_search() {
     CHECK(!kmas::is_excluded(4, -1, known.data(), 3, 3));  // empty slice
 }
 
+
+// The CUDA merge (merge_level_slot, one thread per slot) emulated on the host: random descending
+// k-lists with EMPTY_KEY padding, slots visited in a shuffled order (threads run in any order),
+// levels until one list is left, against a sort of everything.
+static void tree_merge_matches_sort() {
+    std::mt19937_64 rng(7);
+    const int64_t shapes[][3] = {{1, 1, 5}, {2, 2, 1}, {3, 3, 4}, {1, 7, 33}, {2, 13, 16}, {1, 64, 8}, {4, 5, 1}};
+    for (auto& shape : shapes) {
+        const int64_t B = shape[0], lists = shape[1], k = shape[2];
+        std::vector<int64_t> src((size_t)(B * lists * k)), expected;
+        for (int64_t b = 0; b < B; ++b) {
+            std::vector<int64_t> all;
+            for (int64_t l = 0; l < lists; ++l) {
+                int64_t* list = src.data() + (b * lists + l) * k;
+                const int64_t filled = (int64_t)(rng() % (uint64_t)(k + 1));  // some lists short
+                for (int64_t i = 0; i < k; ++i) list[i] = i < filled ? kmas::pack_key((float)(rng() % 1000) - 500.0f, b * 100000 + l * 1000 + i) : kmas::EMPTY_KEY;
+                std::sort(list, list + k, std::greater<int64_t>());
+                all.insert(all.end(), list, list + k);
+            }
+            std::sort(all.begin(), all.end(), std::greater<int64_t>());
+            expected.insert(expected.end(), all.begin(), all.begin() + k);
+        }
+        std::vector<int64_t> a = src, b((size_t)(B * ((lists + 1) / 2) * k));
+        int64_t n = lists;
+        while (n > 1) {
+            const int64_t out_lists = (n + 1) / 2;
+            std::vector<int64_t> slots((size_t)(out_lists * 2 * k));
+            for (size_t s = 0; s < slots.size(); ++s) slots[s] = (int64_t)s;
+            for (int64_t row = 0; row < B; ++row) {
+                std::shuffle(slots.begin(), slots.end(), rng);
+                for (int64_t slot : slots) kmas::merge_level_slot(a.data(), b.data(), n, k, row, slot);
+            }
+            std::swap(a, b);
+            n = out_lists;
+        }
+        for (int64_t row = 0; row < B; ++row)
+            for (int64_t i = 0; i < k; ++i) CHECK(a[(size_t)(row * k + i)] == expected[(size_t)(row * k + i)]);
+    }
+}
+
 int main() {
     philox_known_answers();
     gumbel_mapping();
     packed_keys();
     heap_and_merge();
     exclusion_search();
+    tree_merge_matches_sort();
     if (failures) {
         std::printf("%d failures\n", failures);
         return 1;

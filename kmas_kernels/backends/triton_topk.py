@@ -111,6 +111,14 @@ if triton is not None:
         return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
     @triton.jit
+    def _draw_scale(thr, thr_hi):
+        """e^-T (1 + 1e-3) for the threshold's key value T; +inf (no test) without a threshold or
+        when T >= 80 (e^-T would approach the denormals, which the GPU flushes to zero)."""
+        value = (thr_hi ^ ((thr_hi >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+        usable = (thr != -9223372036854775808) & (value < 80.0)
+        return tl.where(usable, tl.exp(-tl.where(usable, value, 0.0)) * 1.001, float("inf"))
+
+    @triton.jit
     def _hard_negative_topk_kernel(
         scaled_ptr,  # (B, R) fp32: w[b, r] / |Tails(r)|
         ent_ptr_ptr,  # (N + 1,) int64
@@ -128,6 +136,7 @@ if triton is not None:
         temperature_gumbel,
         gumbel_bound,  # temperature_gumbel * (GUMBEL_MAX + margin), host-computed in fp32
         USE_NOISE: tl.constexpr,
+        DRAW_TEST: tl.constexpr,  # temperature_gumbel == 1: the log-free draw test applies
         K_PAD: tl.constexpr,
         BLOCK_N: tl.constexpr,  # >= K_PAD, power of two
     ):
@@ -183,80 +192,147 @@ if triton is not None:
                 upper = p  # deterministic mode ranks by P itself (no log rounding)
             need = in_range & (p > 0.0) & (ent != positive) & (_ordered_int32(upper) >= thr_hi)
             if tl.max(need.to(tl.int32), axis=0) > 0:
-                # ---- SPEC §2.3 (strict): e in known_answers[ks:ke]? lower_bound on the sorted slice
-                lo = tl.zeros((BLOCK_N,), tl.int64) + ks
-                hi = tl.zeros((BLOCK_N,), tl.int64) + ke
-                step = 0
-                while step < search_steps:
-                    step += 1
-                    active = need & (lo < hi)
-                    mid = (lo + hi) >> 1
-                    val = tl.load(known_ptr + mid, mask=active, other=0).to(tl.int64)
-                    go_right = val < ent
-                    lo = tl.where(active & go_right, mid + 1, lo)
-                    hi = tl.where(active & (~go_right), mid, hi)
-                hit_ok = need & (lo < ke)
-                known = hit_ok & (tl.load(known_ptr + lo, mask=hit_ok, other=-1).to(tl.int64) == ent)
-                need = need & (~known)
                 # ---- SPEC §2.4: key = log P + t * G(seed, b, e)
                 if USE_NOISE:
                     x = tl.randint(seed, (row64 << 32) | ent)  # uint32, counter {e, b, 0, 0}
                     xf = (x.to(tl.int64) & 0xFFFFFFFF).to(tl.float32)  # as unsigned, round to nearest
                     v = (xf + 1.0) * 2.3283064365386963e-10  # * 2^-32
-                    v = tl.minimum(v, 0.99999994039535522)  # 1 - 2^-24
-                    u = 1.0 - v
-                    # -log1p(-v) with log only (core.philox.neg_log1p_neg); div_rn: IEEE
-                    # division (plain `/` is the 2-ulp div.full.f32 on the GPU)
-                    denom = tl.where(u == 1.0, -1.0, u - 1.0)
-                    expo = tl.where(u == 1.0, v, v * tl.math.div_rn(tl.log(u), denom))
-                    g = -tl.log(expo)
-                    key = log_p + temperature_gumbel * g
+                    if DRAW_TEST:
+                        # log-free draw test (t = 1): log P - log E beats a threshold value T only
+                        # if E < P e^-T, and E = -log1p(-v) >= v: a draw v > P e^-T (with margin)
+                        # cannot enter, so its two logs are not taken (kmas_core.h: draw_scale)
+                        need = need & ~(v > tl.where(need, p, 1.0) * _draw_scale(thr, thr_hi))  # no 0 * inf
+                    key = tl.zeros((BLOCK_N,), tl.float32)
+                    if tl.max(need.to(tl.int32), axis=0) > 0:
+                        v = tl.minimum(v, 0.99999994039535522)  # 1 - 2^-24
+                        u = 1.0 - v
+                        # -log1p(-v) with log only (core.philox.neg_log1p_neg); div_rn: IEEE
+                        # division (plain `/` is the 2-ulp div.full.f32 on the GPU)
+                        denom = tl.where(u == 1.0, -1.0, u - 1.0)
+                        expo = tl.where(u == 1.0, v, v * tl.math.div_rn(tl.log(u), denom))
+                        g = -tl.log(expo)
+                        key = log_p + temperature_gumbel * g
                 else:
                     key = p
                 # ---- pack (key, id): larger key first, then smaller id
                 packed = (_ordered_int32(key).to(tl.int64) << 32) | (4294967295 - ent)
                 packed = tl.where(need, packed, -9223372036854775808)
                 if tl.max(packed, axis=0) > thr:
-                    # ---- streaming top-k: K_PAD best of the tile (descending) vs buffer (ascending)
-                    best = tl.topk(packed, K_PAD)
-                    merged = tl.maximum(buf, best)  # bitonic, holds the K_PAD best of both
-                    buf = tl.bitonic_merge(merged, descending=False)
-                    kth = tl.min(buf, axis=0)
-                    tl.atomic_max(thr_ptr + row, kth)
+                    # ---- SPEC §2.3 (strict), only for keys that would enter: e in
+                    # known_answers[ks:ke]? lower_bound on the sorted slice
+                    enter = packed > thr
+                    lo = tl.zeros((BLOCK_N,), tl.int64) + ks
+                    hi = tl.zeros((BLOCK_N,), tl.int64) + ke
+                    step = 0
+                    while step < search_steps:
+                        step += 1
+                        active = enter & (lo < hi)
+                        mid = (lo + hi) >> 1
+                        val = tl.load(known_ptr + mid, mask=active, other=0).to(tl.int64)
+                        go_right = val < ent
+                        lo = tl.where(active & go_right, mid + 1, lo)
+                        hi = tl.where(active & (~go_right), mid, hi)
+                    hit_ok = enter & (lo < ke)
+                    known = hit_ok & (tl.load(known_ptr + lo, mask=hit_ok, other=-1).to(tl.int64) == ent)
+                    packed = tl.where(known, -9223372036854775808, packed)
+                    if tl.max(packed, axis=0) > thr:
+                        # ---- streaming top-k: K_PAD best of the tile (descending) vs buffer (ascending)
+                        best = tl.topk(packed, K_PAD)
+                        merged = tl.maximum(buf, best)  # bitonic, holds the K_PAD best of both
+                        buf = tl.bitonic_merge(merged, descending=False)
+                        kth = tl.min(buf, axis=0)
+                        tl.atomic_max(thr_ptr + row, kth)
             tile += BLOCK_N
 
         out = out_ptr + (row64 * num_splits + split) * K_PAD + tl.arange(0, K_PAD)
         tl.store(out, buf)
 
 
-_AUTOTUNED: dict[int, object] = {}
-
-
-def _autotuned_kernel(k_pad: int):
-    """The CUDA kernel autotuned over tile size and warps, with BLOCK_N >= K_PAD."""
-    kernel = _AUTOTUNED.get(k_pad)
-    if kernel is None:
-        configs, seen = [], set()
-        for block_n in (128, 256, 512, 1024):
-            block_n = max(block_n, k_pad)
-            for warps in (4, 8):
-                if (block_n, warps) not in seen:
-                    seen.add((block_n, warps))
-                    configs.append(triton.Config({"BLOCK_N": block_n}, num_warps=warps))
-        # thr_ptr is updated in place: restore it between benchmark runs
-        kernel = triton.autotune(configs=configs, key=["num_entities", "K_PAD", "USE_NOISE"], restore_value=["thr_ptr"])(
-            _hard_negative_topk_kernel
-        )
-        _AUTOTUNED[k_pad] = kernel
-    return kernel
+# Fixed launch configurations per K_PAD on CUDA: (BLOCK_N, num_warps). No autotuning: a training
+# run ramps k through many K_PAD values (schedule), and an autotune per K_PAD would sync, allocate
+# an L2-flush buffer and time ~8 configs inside the training loop. These were chosen offline
+# (benchmarks/triton_offline.py compiles each for sm_90a: no register spills) and are the only
+# configs a GPU ever compiles; warm_up() compiles them ahead of time.
+LAUNCH_CONFIGS: dict[int, tuple[int, int]] = {
+    2: (256, 4),
+    4: (256, 4),
+    8: (256, 4),
+    16: (256, 4),
+    32: (256, 4),
+    64: (256, 8),  # (256, 4) spills 8 bytes on sm_90a with Triton 3.9
+    128: (256, 4),
+    256: (512, 8),
+    512: (512, 8),
+    1024: (1024, 8),
+}
+# The largest k the Triton kernel takes (K_PAD = 1024; larger buffers spill registers and take
+# minutes to compile). Larger k goes to the CUDA extension ("auto") or is rejected.
+MAX_K = max(LAUNCH_CONFIGS)
 
 
 def _next_pow2(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
 
 
-def triton_top_k(problem: MiningProblem) -> torch.Tensor:
-    """(B, k) int64 ids of the largest keys per row, descending, -1 past the row's support."""
+def k_pad_of(k: int) -> int:
+    """The register buffer size for k: a power of two >= 2 (tl.bitonic_merge needs a pair)."""
+    return max(2, _next_pow2(k))
+
+
+def check_k(k: int) -> None:
+    """ValueError when this backend cannot take k (see MAX_K)."""
+    if k > MAX_K:
+        raise ValueError(
+            f"backend='triton' takes num_negatives <= {MAX_K}, got {k}: use backend='cuda' (the CUDA "
+            "extension has no such limit) or backend='auto', which routes large k there"
+        )
+
+
+def _plan(problem: MiningProblem, device: torch.device, splits: int | None, block_n: int | None) -> tuple[int, int, int, int]:
+    """(splits, chunk, BLOCK_N, num_warps) of one launch; ``splits``/``block_n`` override."""
+    n, batch, k_pad = problem.index.num_entities, problem.batch_size, k_pad_of(problem.num_negatives)
+    if device.type == "cuda":
+        default_block, warps = LAUNCH_CONFIGS[k_pad]
+    else:
+        default_block, warps = max(_INTERPRET_BLOCK_N, k_pad), 4
+    if block_n is None:
+        block_n = default_block
+    elif not (isinstance(block_n, int) and block_n >= k_pad and block_n & (block_n - 1) == 0):
+        raise ValueError(f"_block_n must be a power of two >= K_PAD = {k_pad}, got {block_n!r}")
+    if splits is None:
+        if device.type == "cuda":
+            sms = torch.cuda.get_device_properties(device).multi_processor_count
+            splits = max(1, min(_MAX_SPLITS, -(-2 * sms // max(batch, 1)), -(-n // max(1024, k_pad))))
+        else:
+            splits = 1
+    elif not (isinstance(splits, int) and 1 <= splits <= _MAX_SPLITS):
+        raise ValueError(f"_splits must be an int in [1, {_MAX_SPLITS}], got {splits!r}")
+    chunk = -(-n // splits)
+    return -(-n // chunk), chunk, block_n, warps
+
+
+def warm_up(device: torch.device | str = "cuda", k_values=None) -> None:
+    """Compile the kernel for every K_PAD of ``k_values`` (default: all) on ``device`` ahead of
+    a training run, so that no compilation happens inside it (each config compiles once per
+    process; Triton's cache keeps it across processes)."""
+    from ..core.index import KGIndex
+    from ..core.problem import prepare_problem
+
+    device = torch.device(device)
+    index = KGIndex.from_triples(torch.tensor([[0, 0, 1], [1, 0, 2], [2, 0, 3]]), num_entities=2 * MAX_K + 2, num_relations=1).to(device)
+    pads = sorted({k_pad_of(k) for k in (k_values if k_values is not None else LAUNCH_CONFIGS)})
+    for k_pad in pads:
+        for tg in (0.0, 1.0, 0.5):  # USE_NOISE / DRAW_TEST specialisations
+            problem = prepare_problem(index, [0], [0], num_negatives=min(k_pad, MAX_K), seed=0, temperature_gumbel=tg)
+            triton_top_k(problem)
+
+
+def triton_top_k(problem: MiningProblem, *, _splits: int | None = None, _block_n: int | None = None) -> torch.Tensor:
+    """(B, k) int64 ids of the largest keys per row, descending, -1 past the row's support.
+
+    ``_splits`` (programs per row, 1..64) and ``_block_n`` (entities per tile, a power of two
+    >= K_PAD) are private overrides for tests: they change the work split, never the result.
+    """
     device = problem.index.device
     reason = triton_available(device)
     if reason is not None:
@@ -264,20 +340,14 @@ def triton_top_k(problem: MiningProblem) -> torch.Tensor:
     index = problem.index
     batch, n, r = problem.batch_size, index.num_entities, index.num_relations
     k = problem.num_negatives
-    k_pad = max(2, _next_pow2(k))  # power of two; >= 2 because tl.bitonic_merge needs a pair
+    check_k(k)
+    k_pad = k_pad_of(k)
     scaled = problem.scaled_weights().to(torch.float32).contiguous()  # (B, R): w[b, r] / |Tails(r)|
     t = float(problem.temperature_gumbel)
     use_noise = t > 0
     # t * (GUMBEL_MAX + margin) in fp32, rounded up so it bounds t * G after fp32 rounding
     gumbel_bound = float(torch.tensor(t, dtype=torch.float32) * torch.tensor(_GUMBEL_BOUND, dtype=torch.float32)) * (1 + 1e-6)
-
-    if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        splits = max(1, min(_MAX_SPLITS, -(-2 * sms // batch), -(-n // max(1024, k_pad))))
-    else:
-        splits = 1
-    chunk = -(-n // splits)
-    splits = -(-n // chunk)
+    splits, chunk, block_n, warps = _plan(problem, device, _splits, _block_n)
 
     thr = torch.full((batch,), _EMPTY_KEY, dtype=torch.int64, device=device)
     keys = torch.empty((batch, splits, k_pad), dtype=torch.int64, device=device)
@@ -299,13 +369,13 @@ def triton_top_k(problem: MiningProblem) -> torch.Tensor:
         gumbel_bound,
     )
     grid = (batch, splits)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            _autotuned_kernel(k_pad)[grid](*args, USE_NOISE=use_noise, K_PAD=k_pad, enable_fp_fusion=False)
-    else:
-        _hard_negative_topk_kernel[grid](
-            *args, USE_NOISE=use_noise, K_PAD=k_pad, BLOCK_N=max(_INTERPRET_BLOCK_N, k_pad), enable_fp_fusion=False
-        )
+    if batch:
+        meta = dict(USE_NOISE=use_noise, DRAW_TEST=t == 1.0, K_PAD=k_pad, BLOCK_N=block_n, num_warps=warps, enable_fp_fusion=False)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                _hard_negative_topk_kernel[grid](*args, **meta)
+        else:
+            _hard_negative_topk_kernel[grid](*args, **meta)
 
     # merge the row's buffers: the k largest packed keys, descending (exact; ids are unique)
     top = torch.topk(keys.view(batch, splits * k_pad), k, dim=1, largest=True, sorted=True).values
