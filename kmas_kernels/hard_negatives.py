@@ -83,7 +83,12 @@ def fill_short_rows(problem: MiningProblem, top: torch.Tensor) -> torch.Tensor:
     """Replace the -1 slots of a backend's (B, k) result by uniform distinct allowed entities.
 
     Shared by every backend, so the fill is identical everywhere. Only short rows are touched.
+    When the problem's support lower bound (read back with the validation) already guarantees k
+    candidates per row, nothing is read back here: no device sync. Otherwise finding the short
+    rows is one sync (``torch.nonzero``), and filling them a few more (rare rows only).
     """
+    if problem.min_support >= problem.num_negatives:
+        return top  # no row can be short
     short = torch.nonzero((top < 0).any(dim=1)).squeeze(1)
     if short.numel() == 0:
         return top

@@ -249,7 +249,14 @@ def test_cuda_on_a_side_stream():
     problem = make_problem(5000, 4, 8000, 8, 64, strict=True, tg=1.0, weights="shared", heads=False, graph_seed=4, seed=4, device="cuda")
     expected = native.native_top_k(problem)
     stream = torch.cuda.Stream()
+    # the problem's tensors were made on the default stream: order the side stream after them
+    stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         got = native.native_top_k(problem)
-    stream.synchronize()
+        # the kernel ran on `stream` (asynchronously): the result is usable there before any sync
+        same = torch.equal(got, expected)
+        for tensor in (got, expected):
+            tensor.record_stream(stream)
+    torch.cuda.current_stream().wait_stream(stream)
+    assert same
     assert torch.equal(got, expected)

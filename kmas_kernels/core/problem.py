@@ -32,6 +32,9 @@ class MiningProblem:
     weights: (B, R) float32 relation weights w (need not sum to 1: the keys are scale-free).
     known_start, known_end: (B,) int64, the slice of ``index.known_answers`` excluded for each row
     (empty when not strict). temperature_gumbel: 0 means deterministic top-k of P_b.
+    min_support: a lower bound on every row's support (entities with P_b > 0, not excluded),
+    read back with the validation; when >= num_negatives no row can come back short, so the fill
+    of short rows (hard_negatives) is skipped without a device sync. 0 = unknown.
     """
 
     index: KGIndex
@@ -45,6 +48,7 @@ class MiningProblem:
     strict: bool
     seed: int
     temperature_gumbel: float
+    min_support: int = 0
 
     @property
     def batch_size(self) -> int:
@@ -121,14 +125,25 @@ def prepare_problem(
     else:
         known_start = known_end = torch.zeros_like(query_entity)
         excluded = (positive >= 0).to(torch.int64)
-    checks = [excluded.max(), index.tail_counts[query_relation].min()]
+    if relation_embeddings is not None:
+        weights = relation_weights_from_embeddings(relation_embeddings, query_relation, temperature, top_relations)
+    elif relation_weights is not None:
+        weights = relation_weights.to(torch.float32)
+    else:
+        weights = one_hot_weights(query_relation, r)
+    # support lower bound: every tail of a relation with a normal (never flushed) scaled weight has
+    # P_b >= that weight > 0, so |Tails(r)| - (excluded entities) candidates at least, per row
+    scaled = weights * index.rel_inv_count
+    weighted_tails = torch.where(scaled >= torch.finfo(torch.float32).tiny, index.tail_counts, 0)
+    support = weighted_tails.amax(dim=1) - excluded if batch else torch.zeros(1, dtype=torch.int64, device=device)
+    checks = [excluded.max(), index.tail_counts[query_relation].min(), support.min()]
     source = relation_embeddings if relation_embeddings is not None else relation_weights
     if source is not None:
         checks.append((~torch.isfinite(source)).any().to(torch.int64))
     if relation_weights is not None:
         checks.append((relation_weights < 0).any().to(torch.int64))
     values = torch.stack(checks).tolist()  # second and last read-back
-    max_excluded, min_tails = int(values[0]), int(values[1])
+    max_excluded, min_tails, min_support = int(values[0]), int(values[1]), max(0, int(values[2]))
     if k > n - max_excluded:
         raise ValueError(
             f"num_negatives={k} is larger than the number of non-excluded entities of some row "
@@ -136,18 +151,12 @@ def prepare_problem(
         )
     if min_tails == 0:
         raise ValueError("query_relation holds a relation with no tails in the index: it has no candidate distribution")
-    if source is not None and values[2]:
+    if source is not None and values[3]:
         name = "relation_embeddings" if relation_embeddings is not None else "relation_weights"
         raise ValueError(f"{name} holds NaN or inf")
-    if relation_weights is not None and values[3]:
+    if relation_weights is not None and values[4]:
         raise ValueError("relation_weights must be non-negative")
 
-    if relation_embeddings is not None:
-        weights = relation_weights_from_embeddings(relation_embeddings, query_relation, temperature, top_relations)
-    elif relation_weights is not None:
-        weights = relation_weights.to(torch.float32)
-    else:
-        weights = one_hot_weights(query_relation, r)
     return MiningProblem(
         index=index,
         query_entity=query_entity,
@@ -160,4 +169,5 @@ def prepare_problem(
         strict=strict,
         seed=draw_seed() if seed is None else seed,
         temperature_gumbel=temperature_gumbel,
+        min_support=min_support,
     )
