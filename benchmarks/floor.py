@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -110,7 +111,20 @@ def main() -> None:
 
     bandwidth = copy_bandwidth(args.device)
     rate = arithmetic_rate(args.device)
+    out = args.out or HERE / "results" / f"floor_{args.device}.json"
     rows = []
+
+    def write() -> None:  # after every size, atomically: a run cut short keeps what it measured
+        result = {"machine": machine_info(args.device), "copy_bandwidth_bytes_per_s": bandwidth,
+                  "arithmetic_pairs_per_s": rate, "parameters": vars(args) | {"out": str(args.out)}, "rows": rows}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(result, indent=2, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+
     for n in args.sizes:
         graph = load_graph(n)  # the sweep's graph for this N
         index = make_problem(graph.train, graph.num_entities, graph.num_base_relations, args.batch, args.device).index
@@ -123,12 +137,10 @@ def main() -> None:
             else:
                 row[name] = measured
         rows.append(row)
-        print(json.dumps(row))
+        print(json.dumps(row), flush=True)
+        write()
         del index
-    result = {"machine": machine_info(args.device), "copy_bandwidth_bytes_per_s": bandwidth,
-              "arithmetic_pairs_per_s": rate, "parameters": vars(args) | {"out": str(args.out)}, "rows": rows}
-    out = args.out or HERE / "results" / f"floor_{args.device}.json"
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write()
     print(f"wrote {out}")
 
 

@@ -1,7 +1,7 @@
 """The Triton backend: SPEC §2 fused into one kernel, no B x N tensor.
 
 One program handles one batch row ``b`` and a contiguous range of entities (``SPLITS`` programs
-per row on CUDA, one under the interpreter). It walks its range in tiles of ``BLOCK_N`` entities
+per row on CUDA, one under the interpreter unless a test overrides it). It walks its range in tiles of ``BLOCK_N`` entities
 and, per tile, computes exactly what ``core.reference`` computes per (row, entity):
 
     P[b, e]   = sum_{r in ent_rels[ent_ptr[e]:ent_ptr[e+1]]} scaled[b, r]      SPEC §2.2
@@ -21,11 +21,18 @@ smaller id first", exactly the reference's stable descending sort. A tile is mer
 ``tl.topk`` (its K_PAD best, descending) + elementwise max with the ascending buffer (a bitonic
 sequence holding the K_PAD best of both) + ``tl.bitonic_merge``.
 
-RNG skipping: once a row has K_PAD keys, its K_PAD-th key (shared between the row's programs with
-``atomic_max``) is a lower bound on the row's k-th key; a candidate whose largest possible key
-``log P + temperature_gumbel * GUMBEL_MAX`` is below it cannot be selected, so neither its
-exclusion test nor its Philox draw is computed (whole tiles skip both when no candidate survives).
-This changes no result: skipped candidates have keys strictly below K_PAD (>= k) other keys.
+Skipping (changes no result: a skipped candidate's key is below K_PAD >= k other keys): once a
+row has K_PAD keys, its K_PAD-th key (shared between the row's programs with ``atomic_max``) is a
+lower bound T on the row's k-th key. Per tile, cheapest first: a candidate whose largest possible
+key ``log P + temperature_gumbel * GUMBEL_MAX`` is below T gets no Philox draw (whole tiles skip
+the RNG); at temperature_gumbel == 1 the log-free draw test (``DRAW_TEST``): the key
+``log P - log E`` beats T only if E < P e^-T, and E = -log1p(-v) >= v for the raw draw v, so a
+draw v > P e^-T (1 + 1e-3) takes no log (tiles where no draw passes skip both logs); the
+known-answer binary search runs only for keys that beat T; the merge only when one survives.
+
+Launch: one fixed (BLOCK_N, num_warps) per K_PAD (``LAUNCH_CONFIGS``, no autotuning inside
+training), k <= ``MAX_K`` (1024). Private overrides ``_splits`` / ``_block_n`` of
+``triton_top_k`` let tests run several programs per row under the interpreter.
 
 Extra memory: a (B, SPLITS, K_PAD) int64 key buffer and a (B,) int64 threshold; SPLITS is bounded
 by a constant (64), so it is O(B * k), independent of N. The host merges the SPLITS buffers of a
