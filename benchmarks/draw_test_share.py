@@ -11,7 +11,9 @@ next_pow2(k + 256) keys compacts), with the same skip tests as the kernels
   logs      : ... and the raw draw v = (x + 1) 2^-32 <= P e^-T (1 + 1e-3)  (else no log)
   enter     : ... and the packed key beats the threshold (then the exclusion search)
 
-"logs without the draw test" = rng (what both kernels paid before). The emulation's selection is
+"logs without the draw test" = rng (what both kernels paid before). The kernels skip the logs per
+SIMD group (a Triton tile of BLOCK_N entities, a CUDA warp of 32), so the share of groups with a
+draw that still contain a log-paying candidate is reported too (groups_logs / groups_rng). The emulation's selection is
 checked against reference_top_k (the tests only skip, never change a key). Shares are of the
 candidates. One-hot weights (ULTRA's default: the query relation's tails) and softmax weights over
 relation embeddings (temperature 0.1), synthetic typed KG.
@@ -79,7 +81,7 @@ def emulate_row(p, keys, x, positive, k: int, tile: int, scheme: str) -> tuple[d
     buf = torch.empty(0, dtype=torch.int64)
     pending = 0  # cuda: keys appended since the last compaction
     thr = EMPTY
-    counts = dict(candidates=0, rng=0, logs=0, enter=0)
+    counts = dict(candidates=0, rng=0, logs=0, enter=0, groups_rng=0, groups_logs=0)
     for lo in range(0, n, tile):
         sl = slice(lo, min(n, lo + tile))
         cand = (p[sl] > 0) & (ent[sl] != positive)
@@ -88,6 +90,12 @@ def emulate_row(p, keys, x, positive, k: int, tile: int, scheme: str) -> tuple[d
         counts["rng"] += int(need.sum())
         logs = need & ~(v_all[sl] > p[sl] * _draw_scale(thr))
         counts["logs"] += int(logs.sum())
+        # the kernels skip logs per SIMD group only: a Triton tile, a CUDA warp of 32 entities
+        group = tile if scheme == "triton" else 32
+        pad = (-logs.numel()) % group
+        as_groups = lambda m: torch.cat([m, m.new_zeros(pad)]).view(-1, group).any(1)  # noqa: E731
+        counts["groups_rng"] += int(as_groups(need).sum())
+        counts["groups_logs"] += int(as_groups(logs).sum())
         packed = torch.where(logs, packed_all[sl], torch.full_like(packed_all[sl], EMPTY))
         enter = packed > thr
         counts["enter"] += int(enter.sum())
@@ -117,7 +125,7 @@ def measure(index: KGIndex, q, r, a, *, k: int, weights: str, seed: int, tile: i
     keys = candidate_keys(problem)
     reference = reference_top_k(problem) if check else None
     ent = torch.arange(index.num_entities)
-    totals = {s: dict(candidates=0, rng=0, logs=0, enter=0) for s in ("triton", "cuda")}
+    totals = {s: dict(candidates=0, rng=0, logs=0, enter=0, groups_rng=0, groups_logs=0) for s in ("triton", "cuda")}
     for b in range(problem.batch_size):
         x = random_uint32(problem.seed, torch.tensor(b), ent)
         for scheme, t in (("triton", tile), ("cuda", 256)):
@@ -130,7 +138,8 @@ def measure(index: KGIndex, q, r, a, *, k: int, weights: str, seed: int, tile: i
     out = {}
     for scheme, c in totals.items():
         cand = max(1, c["candidates"])
-        out[scheme] = dict(c, rng_share=c["rng"] / cand, logs_share=c["logs"] / cand, enter_share=c["enter"] / cand)
+        out[scheme] = dict(c, rng_share=c["rng"] / cand, logs_share=c["logs"] / cand, enter_share=c["enter"] / cand,
+                           group_logs_share=c["groups_logs"] / max(1, c["groups_rng"]))
     return out
 
 
@@ -159,7 +168,8 @@ def main(argv=None) -> int:
         result["weights"][weights] = measure(index, h, r, t, k=args.negatives, weights=weights, seed=args.seed, tile=args.tile)
         for scheme, c in result["weights"][weights].items():
             print(f"{weights:8s} {scheme:6s} candidates {c['candidates']:9d}  rng {100 * c['rng_share']:6.2f} %  "
-                  f"logs {100 * c['logs_share']:6.2f} %  enter {100 * c['enter_share']:6.3f} %", flush=True)
+                  f"logs {100 * c['logs_share']:6.2f} %  enter {100 * c['enter_share']:6.3f} %  "
+                  f"groups paying logs {100 * c['group_logs_share']:6.2f} %", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w") as f:

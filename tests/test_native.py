@@ -239,6 +239,17 @@ def test_cuda_matches_reference(shape, strict, tg, weights, heads):
 
 
 @needs_cuda
+@pytest.mark.parametrize("batch, k", [(1, 512), (1, 100), (2, 7)])
+def test_cuda_small_batch_tree_merge(batch, k):
+    """Small B: many select blocks per row (N / 4096 of them here, odd counts included), merged
+    pairwise in log2(splits) levels (kmas_core.h: merge_level_slot)."""
+    problem = make_problem(
+        100_003, 8, 200_000, batch, k, strict=True, tg=1.0, weights="shared", heads=False, graph_seed=k, seed=k, device="cuda"
+    )
+    assert_matches_reference(problem, native.native_top_k(problem), max_rows=1)
+
+
+@needs_cuda
 def test_cuda_rows_with_every_candidate_excluded():
     problem = _all_excluded_problem("cuda")
     assert torch.equal(native.native_top_k(problem).cpu(), reference_top_k(problem).cpu())

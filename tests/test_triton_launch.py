@@ -181,8 +181,8 @@ def test_offline_compile_at_the_k_limit(tmp_path):
 def test_cuda_many_splits_large_n(batch, k):
     """N >= 10^4 and a small batch: the default plan uses many splits per row on a GPU."""
     problem = _problem(30_011, batch, k, tg=1.0, weights="shared", seed=k, r0=8, edges=60_000)
-    n, _, _, _ = triton_topk._plan(problem, problem.index.device, None, None)
-    assert n > 1
+    splits, _, _, _ = triton_topk._plan(problem, problem.index.device, None, None)
+    assert splits > 1
     got = triton_topk.triton_top_k(problem)
     assert_matches_reference(problem, got, max_rows=1)
     for splits in (1, 7):
