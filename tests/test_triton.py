@@ -193,7 +193,7 @@ def _extra_memory(num_entities: int, batch: int, k: int) -> int:
     q, r, a = triples[:batch, 0], triples[:batch, 1], triples[:batch, 2]
     z = torch.randn(16, 32, device="cuda")
     problem = prepare_problem(index, q, r, relation_embeddings=z, num_negatives=k, positive=a, seed=1)
-    triton_top_k(problem)  # warm-up: compile and autotune outside the measurement
+    triton_top_k(problem)  # warm-up: compile outside the measurement
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
