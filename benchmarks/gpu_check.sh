@@ -146,10 +146,10 @@ sys.exit(1 if bad else 0)
 EOF"
   stage sanity 1 180 "$PY" "$REPO/benchmarks/triton_sanity.py" --device cuda --out "$RESULTS/triton_sanity_cuda.json"
   stage floor 0 200 bash -c "cd '$WORK' && '$PY' '$REPO/benchmarks/floor.py' --device cuda --sizes 1000000 10000000 --out '$RESULTS/floor_cuda.json'"
-  stage sweep 0 300 bash -c "cd '$WORK' && kmas-bench --device cuda --no-checkpoint --no-progress --no-overhead --entities 100000 \
+  stage sweep 0 300 bash -c "cd '$WORK' && '$PY' -m kmas_bench --device cuda --no-checkpoint --no-progress --no-overhead --entities 100000 \
     --samplers ultra-strict strict-rejection kmas-triton kmas-cuda --sizes 1000 10000 1000000 10000000 \
     --batch 64 --negatives 512 --repeats 5 --hardness-batches 1 --timeout 100 --out '$RESULTS' --name kmas_bench_cuda"
-  stage overhead 0 150 bash -c "cd '$WORK' && kmas-bench --device cuda --no-checkpoint --no-progress --no-sweep --entities 10000 \
+  stage overhead 0 150 bash -c "cd '$WORK' && '$PY' -m kmas_bench --device cuda --no-checkpoint --no-progress --no-sweep --entities 10000 \
     --samplers kmas-triton kmas-cuda --batch 64 --negatives 512 --repeats 3 --hardness-batches 1 --timeout 120 \
     --overhead-batch 64 --overhead-negatives 512 --out '$RESULTS' --name kmas_bench_cuda_overhead"
   if [[ "${KMAS_GPU_CHECK_REST:-0}" == 1 ]]; then  # the CPU-only rest of the suite (CI runs it anyway)

@@ -341,13 +341,13 @@ def triton_top_k(problem: MiningProblem, *, _splits: int | None = None, _block_n
     >= K_PAD) are private overrides for tests: they change the work split, never the result.
     """
     device = problem.index.device
+    k = problem.num_negatives
+    check_k(k)
     reason = triton_available(device)
     if reason is not None:
         raise ValueError(f"backend='triton' is not available for {device} tensors: {reason}")
     index = problem.index
     batch, n, r = problem.batch_size, index.num_entities, index.num_relations
-    k = problem.num_negatives
-    check_k(k)
     k_pad = k_pad_of(k)
     scaled = problem.scaled_weights().to(torch.float32).contiguous()  # (B, R): w[b, r] / |Tails(r)|
     t = float(problem.temperature_gumbel)
