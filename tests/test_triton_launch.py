@@ -191,3 +191,9 @@ def test_cuda_many_splits_large_n(batch, k):
         assert_matches_reference(problem, triton_topk.triton_top_k(problem, _splits=splits), max_rows=1)
     out = hard_negatives(problem.index, problem.query_entity, problem.query_relation, num_negatives=k, positive=problem.positive, seed=1, backend="triton")
     assert out.shape == (batch, k)
+
+
+@runs_here
+def test_warm_up_compiles_the_requested_k_pads():
+    """warm_up runs the kernel once per (K_PAD, noise mode) on a toy graph and returns nothing."""
+    assert triton_topk.warm_up(DEVICE, k_values=[3]) is None
