@@ -30,10 +30,13 @@ def test_public_entry_matches_reference(backend, strict):
     kwargs = dict(relation_embeddings=z, num_negatives=40, positive=a, strict=strict, seed=77, top_relations=5)
     got = hard_negatives(index, q, r, backend=backend, **kwargs)
     ref = hard_negatives(index, q, r, backend="reference", **kwargs)
-    # identical, fill included; only a float tie may change a row (and then its fill): check that
-    if not torch.equal(got, ref):
-        problem = prepare_problem(index, q, r, **kwargs)
-        assert assert_matches_reference(problem, resolve_backend(backend, index.device).run(problem), max_rows=1) == 1
+    # identical, fill included, except where a float tie (tests/tie_rule.py) changed a row's
+    # hard part; the fill of a row depends only on that row's hard part
+    problem = prepare_problem(index, q, r, **kwargs)
+    raw = resolve_backend(backend, index.device).run(problem)
+    assert_matches_reference(problem, raw)
+    same_hard = (raw.cpu() == resolve_backend("reference", index.device).run(problem).cpu()).all(1)
+    assert torch.equal(got.cpu()[same_hard], ref.cpu()[same_hard])
 
 
 def test_auto_resolution_on_cpu():

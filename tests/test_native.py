@@ -1,9 +1,10 @@
 """The native backends (csrc/: C++/OpenMP and CUDA) against the reference.
 
-Equality rule: the native keys accumulate P in float32 (the reference in float64, rounded) and use
-the platform's logf, so results are identical except where entities' reference keys are within
-~1e-5 relative of each other (near-ties); such differences must also be rare when the Gumbel
-noise is on.
+Equality rule (tests/tie_rule.py): P is summed in float32 in the same order as the reference, so
+deterministic mode is exact; with Gumbel noise the platform's logf may differ from torch's log by
+an ulp, so results are identical except where the reference keys of two entities agree to float
+precision (near-ties). How often that happens depends on the CPU and libm, so it is not counted.
+Philox words are integers and compared bit for bit.
 """
 
 import dataclasses
@@ -81,20 +82,24 @@ def test_cpu_matches_reference(shape, strict, tg, weights, heads):
     )
     # both sum P in float32 in the same order; only logf vs torch.log (an ulp) can reorder noisy
     # keys, and deterministic keys (P itself) must be exact
-    assert_matches_reference(problem, native.native_top_k(problem), max_rows=0 if tg == 0 else 1)
+    assert_matches_reference(problem, native.native_top_k(problem), max_rows=0 if tg == 0 else None)
 
 
 @needs_cpu
 @pytest.mark.parametrize("threads", [1, 3, 8])
 @pytest.mark.parametrize("batch", [1, 2, 5])
 def test_cpu_chunking_does_not_change_result(threads, batch):
-    """Many (row, chunk) tasks per row, merged: same as the reference and as one thread."""
+    """Many (row, chunk) tasks per row, merged: same as the reference and as one thread.
+
+    Thread count must not change a single id: every entity's key is computed the same way
+    whichever thread scores it (the skip tests only skip), and the merge is exact integer work.
+    """
     problem = make_problem(
         13001, 5, 20000, batch, 77, strict=True, tg=1.0, weights="uniform", heads=False, graph_seed=batch, seed=99
     )
     got = native.native_cpu_top_k(problem, num_threads=threads)
     assert torch.equal(got, native.native_cpu_top_k(problem, num_threads=1))
-    assert_matches_reference(problem, got, max_rows=1)
+    assert_matches_reference(problem, got)
 
 
 def _all_excluded_problem(device="cpu"):
@@ -175,9 +180,9 @@ def test_rng_hooks_match_python_stream():
     got = torch.empty(x.numel(), dtype=torch.float32)
     module.gumbel_from_uint32(x.data_ptr(), got.data_ptr(), x.numel())
     expected = philox.gumbel_from_uint32(x)
+    # floats went through two logs (glibc's logf here, torch's vectorised log there): which values
+    # agree bit for bit depends on the CPU and libm, so only the distance is checked (a few ulps)
     torch.testing.assert_close(got, expected, rtol=2e-6, atol=2e-6)
-    # glibc logf vs torch.log (vectorised; 86 % bit-equal on an AVX-512 host): an ulp, in a minority
-    assert float((got == expected).double().mean()) > 0.75
 
 
 @needs_cpu
@@ -227,16 +232,15 @@ def test_cuda_matches_reference(shape, strict, tg, weights, heads):
     )
     got = native.native_top_k(problem)
     assert got.device.type == "cuda"
-    rare = None if (tg == 0 and weights in ("shared", "per_row")) else max(1, batch // 16)
-    assert_matches_reference(problem, got, max_rows=rare)
-    if CPU_REASON is None:  # same core on both: CPU and GPU agree up to logf ulps
-        cpu_problem = dataclasses.replace(
-            problem,
-            index=problem.index.to("cpu"),
-            **{f: getattr(problem, f).cpu() for f in ("query_entity", "query_relation", "positive", "weights", "known_start", "known_end")},
-        )
-        cpu = native.native_top_k(cpu_problem)
-        assert float((cpu == got.cpu()).all(1).double().mean()) >= (0.5 if rare is None else 0.9)
+    assert_matches_reference(problem, got)
+    # the CUDA reference sums P with atomics (no fixed order); the CPU reference sums in index
+    # order, as the kernel does: judge the GPU result against it too (tie rule, no ulp counting)
+    cpu_problem = dataclasses.replace(
+        problem,
+        index=problem.index.to("cpu"),
+        **{f: getattr(problem, f).cpu() for f in ("query_entity", "query_relation", "positive", "weights", "known_start", "known_end")},
+    )
+    assert_matches_reference(cpu_problem, got.cpu(), max_rows=0 if tg == 0 else None)
 
 
 @needs_cuda
@@ -247,7 +251,7 @@ def test_cuda_small_batch_tree_merge(batch, k):
     problem = make_problem(
         100_003, 8, 200_000, batch, k, strict=True, tg=1.0, weights="shared", heads=False, graph_seed=k, seed=k, device="cuda"
     )
-    assert_matches_reference(problem, native.native_top_k(problem), max_rows=1)
+    assert_matches_reference(problem, native.native_top_k(problem))
 
 
 @needs_cuda
