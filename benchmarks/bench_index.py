@@ -1,4 +1,4 @@
-"""Time to build a KGIndex from triples (SPEC: seconds, not minutes, for 10^7 edges).
+"""Time to build a KGIndex from triples (goal, docs/semantics.md §10: seconds, not minutes, for 10^7 edges).
 
     python benchmarks/bench_index.py [--triples 10000000]
 

@@ -1,4 +1,4 @@
-"""The floor a hard-negative kernel is judged against (SPEC §7), derived from measured rates.
+"""The floor a hard-negative kernel is judged against (docs/semantics.md §10), derived from measured rates.
 
 For one problem (B rows, N entities, an index with T (entity, relation) pairs and S entities with
 P > 0), the fused kernels must at least

@@ -1,4 +1,4 @@
-"""``hard_negatives``: the public entry for mining (SPEC §2, §3)."""
+"""``hard_negatives``: the public entry for mining (docs/semantics.md §2–§5)."""
 
 from __future__ import annotations
 
@@ -75,21 +75,34 @@ def hard_negatives(
         temperature_gumbel=temperature_gumbel,
         seed=seed,
     )
-    top = resolve_backend(backend, index.device, problem.num_negatives).run(problem)
-    return fill_short_rows(problem, top)
+    return mine(problem, backend)
 
 
-def fill_short_rows(problem: MiningProblem, top: torch.Tensor) -> torch.Tensor:
+def mine(problem: MiningProblem, backend: str = "auto", limit: torch.Tensor | None = None) -> torch.Tensor:
+    """The (B, k) hard negatives of a validated problem: the backend's top-k, then the fill.
+
+    ``limit`` (B,) int64, at most k (KMASSampler's per-row capacity): row b is filled only up to
+    column limit[b]; its columns past that stay -1 for the caller.
+    """
+    top = resolve_backend(backend, problem.index.device, problem.num_negatives).run(problem)
+    return fill_short_rows(problem, top, limit)
+
+
+def fill_short_rows(problem: MiningProblem, top: torch.Tensor, limit: torch.Tensor | None = None) -> torch.Tensor:
     """Replace the -1 slots of a backend's (B, k) result by uniform distinct allowed entities.
 
-    Shared by every backend, so the fill is identical everywhere. Only short rows are touched.
-    When the problem's support lower bound (read back with the validation) already guarantees k
-    candidates per row, nothing is read back here: no device sync. Otherwise finding the short
-    rows is one sync (``torch.nonzero``), and filling them a few more (rare rows only).
+    Shared by every backend, so the fill is identical everywhere. Only short rows are touched;
+    with ``limit`` only the slots in columns [0, limit[b]) of row b. When the problem's support
+    lower bound (read back with the validation) already guarantees k candidates per row, nothing
+    is read back here: no device sync. Otherwise finding the short rows is one sync
+    (``torch.nonzero``), and filling them a few more (rare rows only).
     """
     if problem.min_support >= problem.num_negatives:
         return top  # no row can be short
-    short = torch.nonzero((top < 0).any(dim=1)).squeeze(1)
+    empty = top < 0
+    if limit is not None:
+        empty &= torch.arange(top.shape[1], device=top.device)[None, :] < limit[:, None]
+    short = torch.nonzero(empty.any(dim=1)).squeeze(1)
     if short.numel() == 0:
         return top
     top = top.clone()
@@ -105,5 +118,6 @@ def fill_short_rows(problem: MiningProblem, top: torch.Tensor) -> torch.Tensor:
         partial=top[short],
         stream=STREAM_FILL,
         row_ids=short,
+        limit=None if limit is None else limit[short],
     )
     return top

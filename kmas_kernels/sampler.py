@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -11,7 +13,7 @@ from .core.philox import STREAM_UNIFORM, draw_seed, mix_seed
 from .core.problem import prepare_problem
 from .core.uniform import uniform_negatives
 from .core.validation import check_backend, check_count, check_float, check_index, check_seed
-from .hard_negatives import DEFAULT_TEMPERATURE, hard_negatives
+from .hard_negatives import DEFAULT_TEMPERATURE, mine
 from .schedule import HardRatioSchedule
 
 
@@ -20,7 +22,9 @@ class KMASSampler:
 
     The uniform share follows ULTRA's random negatives: drawn with replacement, excluding the
     positive and, when ``strict``, every known answer (by rejection, O(B * k)). The hard share is
-    :func:`hard_negatives` with this sampler's options. Each step draws from its own seed,
+    :func:`hard_negatives` with this sampler's options, capped per row at the number of entities
+    the row may return (a row with fewer gets them all, then uniform ones): the sampler never
+    fails for want of candidates, like ULTRA's. Each step draws from its own seed,
     ``mix_seed(seed, step)``, so a run is reproducible from ``seed`` and resumable from ``step``.
 
     Args:
@@ -58,9 +62,9 @@ class KMASSampler:
         if not isinstance(strict, bool):
             raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
         self.strict = strict
-        self.temperature = temperature
-        self.top_relations = top_relations
-        self.temperature_gumbel = temperature_gumbel
+        self.temperature = check_float(temperature, "temperature", low=0.0, low_open=True)
+        self.top_relations = None if top_relations is None else check_count(top_relations, "top_relations")
+        self.temperature_gumbel = check_float(temperature_gumbel, "temperature_gumbel", low=0.0)
         self.backend = check_backend(backend)
         seed = check_seed(seed)
         self.seed = draw_seed() if seed is None else seed
@@ -89,10 +93,15 @@ class KMASSampler:
         num_negatives: int | None = None,
         strict: bool | None = None,
     ) -> torch.Tensor:
-        """(B, k) negatives: columns [0, num_hard) hard, the rest uniform. Advances the step.
+        """(B, k) negatives: row b's first min(num_hard, A_b) columns hard, the rest uniform.
 
-        ``num_negatives`` and ``strict`` override the sampler's own for this call (ULTRA passes
-        both on every call).
+        A_b is the number of entities row b may return (not excluded). The hard columns are
+        exactly what :func:`hard_negatives` returns for k = min(num_hard, A_b) (Gumbel-top-k from
+        P_b, then distinct uniform entities past P_b's support); the uniform columns are drawn with
+        replacement as ULTRA's random negatives, so no row ever runs out (docs/semantics.md,
+        "The hybrid sampler"). Every input is validated on every call, whatever the hard share.
+        Advances the step. ``num_negatives`` and ``strict`` override the sampler's own for this
+        call (ULTRA passes both on every call).
         """
         k = self.num_negatives if num_negatives is None else check_count(num_negatives, "num_negatives")
         strict = self.strict if strict is None else strict
@@ -100,41 +109,58 @@ class KMASSampler:
             raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
         num_hard = self.num_hard(num_negatives=k)
         step_seed = mix_seed(self.seed, self.step)
-        options = dict(positive=positive, strict=strict, seed=step_seed)
-        if num_hard > 0:
-            hard = hard_negatives(
-                self.index,
-                query_entity,
-                query_relation,
-                relation_embeddings=relation_embeddings,
-                relation_weights=relation_weights,
-                num_negatives=num_hard,
-                temperature=self.temperature,
-                top_relations=self.top_relations,
-                temperature_gumbel=self.temperature_gumbel,
-                backend=self.backend,
-                **options,
-            )
-        num_uniform = k - num_hard
-        if num_uniform > 0:
-            # validates the queries the same way as the hard path (k = 1: one allowed entity suffices)
-            problem = prepare_problem(self.index, query_entity, query_relation, num_negatives=1, **options)
-            uniform = uniform_negatives(
-                self.index,
-                problem.query_entity,
-                problem.query_relation,
-                problem.positive,
-                num_uniform,
-                seed=step_seed,
-                strict=strict,
-                stream=STREAM_UNIFORM,
-            )
+        problem = prepare_problem(
+            self.index,
+            query_entity,
+            query_relation,
+            relation_embeddings=relation_embeddings,
+            relation_weights=relation_weights,
+            num_negatives=max(num_hard, 1),
+            positive=positive,
+            strict=strict,
+            temperature=self.temperature,
+            top_relations=self.top_relations,
+            temperature_gumbel=self.temperature_gumbel,
+            seed=step_seed,
+            allow_short_rows=True,
+        )
+        allowed = problem.allowed_counts()  # (B,), exact, O(B log E)
+        capacity = allowed.clamp(max=num_hard)  # the hard columns of each row
+        width, rows_without_negatives = torch.stack([capacity.max(), (allowed == 0).sum()]).tolist()  # one read-back
+        out = torch.full((problem.batch_size, k), -1, dtype=torch.int64, device=allowed.device)
+        if width > 0:
+            out[:, :width] = mine(dataclasses.replace(problem, num_negatives=width), self.backend, limit=capacity)
+        if rows_without_negatives:
+            self._relax_rows_without_negatives(problem, out, allowed == 0, step_seed)
+        # the rest, uniform with replacement (rows filled above have no -1 left)
+        out = uniform_negatives(
+            self.index, problem.query_entity, problem.query_relation, problem.positive, k,
+            seed=step_seed, strict=strict, partial=out, stream=STREAM_UNIFORM,
+        )
         self.step += 1
-        if num_hard == 0:
-            return uniform
-        if num_uniform == 0:
-            return hard
-        return torch.cat([hard, uniform], dim=1)
+        return out
+
+    @staticmethod
+    def _relax_rows_without_negatives(problem, out: torch.Tensor, rows_mask: torch.Tensor, seed: int) -> None:
+        """Rows where every entity is excluded: uniform over all entities but the positive, in place.
+
+        No strict negative exists there. ULTRA's strict sampler would index into another row's
+        candidates (or fail at the end of the batch); we relax exclusion for these rows only, to
+        all entities but the positive (the positive itself in a one-entity graph), and say so.
+        """
+        rows = torch.nonzero(rows_mask).squeeze(1)
+        warnings.warn(
+            f"KMASSampler: {rows.numel()} row(s) have no non-excluded entity (strict={problem.strict}); "
+            "their negatives are drawn uniformly from all entities but the positive instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        index = problem.index
+        positive = problem.positive[rows] if index.num_entities > 1 else torch.full_like(rows, -1)
+        out[rows] = uniform_negatives(
+            index, problem.query_entity[rows], problem.query_relation[rows], positive, out.shape[1],
+            seed=seed, strict=False, partial=out[rows], stream=STREAM_UNIFORM, row_ids=rows,
+        )
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "step": self.step}

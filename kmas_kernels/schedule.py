@@ -1,4 +1,4 @@
-"""HardRatioSchedule (SPEC §2.5): the share of hard negatives over training.
+"""HardRatioSchedule (docs/semantics.md §6, §7): the share of hard negatives over training.
 
     ratio(step) = 0                                             step <  warmup_steps
                 = max_ratio * (step - warmup) / (peak - warmup)  warmup_steps <= step < peak_step

@@ -1,4 +1,4 @@
-"""A second, deliberately naive statement of SPEC §2 from raw triples: Python sets and loops.
+"""A second, deliberately naive statement of docs/semantics.md §2–§5 from raw triples: Python sets and loops.
 
 It shares nothing with the package's index or reference, so a bug in either shows up as a
 mismatch rather than being copied into the expected values.

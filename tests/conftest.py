@@ -8,7 +8,10 @@ from kmas_kernels import KGIndex
 
 
 def shared_dir() -> Path:
-    """../shared next to the repository (or $KMAS_SHARED)."""
+    """The shared folder with data/ and checkpoints/: $KMAS_SHARED, else ../shared beside the repository.
+
+    KMAS_SHARED is the one variable the project reads for it (tests and kmas-bench alike).
+    """
     env = os.environ.get("KMAS_SHARED")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
 

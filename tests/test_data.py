@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import shared_dir
 
 from kmas_kernels.data import (
     KGDataset,
@@ -108,10 +109,9 @@ def test_load_kg_folder_errors(tmp_path):
 
 
 def _shared_data() -> Path:
-    env = os.environ.get("KMAS_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    root = shared_dir() / "data"
     if not root.is_dir():
-        pytest.skip(f"../shared/data not found: {root} (set KMAS_SHARED_DATA to its location)")
+        pytest.skip(f"{root} not found (set KMAS_SHARED to the shared folder that holds data/)")
     return root
 
 

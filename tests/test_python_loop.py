@@ -1,7 +1,6 @@
 """The ULTRA reference loop (python/kmas_ultra): checkpoints, filtered ranking, training, CLIs."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import shared_dir
 
 try:
     import kmas_ultra  # noqa: F401  (installed with the package)
@@ -19,11 +20,6 @@ from kmas_ultra import (Ultra, build_relation_graph, evaluate, load_checkpoint, 
                         negative_sampling, strict_negative_mask, synthetic_split, triples_of)
 from kmas_ultra.tasks import self_adversarial_bce
 from kmas_ultra.train import make_negative_sampler, train_step
-
-
-def shared_dir() -> Path:
-    env = os.environ.get("KMAS_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The reference backend against the brute-force statement of SPEC §2."""
+"""The reference backend against the brute-force statement of docs/semantics.md §2–§5."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""SPEC §8: every bad input raises a ValueError/TypeError naming the argument."""
+"""docs/semantics.md, "Bad input": every bad input raises a ValueError/TypeError naming the argument."""
 
 import math
 
@@ -37,6 +37,10 @@ def call(index, q, r, a, **overrides):
         (lambda i, q, r, a: dict(relation_embeddings=torch.full((i.num_relations, 4), math.nan)), ValueError, "relation_embeddings"),
         (lambda i, q, r, a: dict(relation_weights=torch.full((4, i.num_relations), math.inf)), ValueError, "relation_weights"),
         (lambda i, q, r, a: dict(relation_weights=-torch.ones(4, i.num_relations)), ValueError, "non-negative"),
+        # the query relation's own embedding has no direction: cosine undefined
+        (lambda i, q, r, a: dict(relation_embeddings=torch.zeros(i.num_relations, 4)), ValueError, "all zeros"),
+        (lambda i, q, r, a: dict(relation_embeddings=torch.ones(4, i.num_relations, 3).index_put_((torch.tensor([2]), r[2:3]), torch.zeros(3))),
+         ValueError, "all zeros"),
         # shapes and dtypes
         (lambda i, q, r, a: dict(relation_embeddings=torch.randn(i.num_relations + 1, 4)), ValueError, "relation_embeddings"),
         (lambda i, q, r, a: dict(relation_embeddings=torch.randn(3, i.num_relations, 4)), ValueError, "relation_embeddings"),
@@ -111,3 +115,62 @@ def test_sampler_and_schedule_bad_input(setup):
     sampler = KMASSampler(index, 4, schedule=0.0, seed=0)
     with pytest.raises(ValueError, match="query_entity"):
         sampler.sample(q + index.num_entities, r, a)
+
+
+def test_sampler_validates_every_input_whatever_the_hard_share(setup):
+    """During warm-up (no hard column) bad embeddings and weights are still errors."""
+    index, q, r, a = setup
+    warmup = KMASSampler(index, 4, schedule=0.0, seed=0)
+    bad = [
+        dict(relation_embeddings=torch.full((index.num_relations, 4), math.nan)),
+        dict(relation_embeddings=torch.zeros(index.num_relations, 4)),
+        dict(relation_weights=-torch.ones(4, index.num_relations)),
+        dict(relation_weights=torch.ones(4, 1)),
+    ]
+    for kwargs in bad:
+        with pytest.raises(ValueError, match="relation_"):
+            warmup.sample(q, r, a, **kwargs)
+    assert warmup.step == 0, "a failed call does not advance the step"
+    with pytest.raises(ValueError, match="temperature"):
+        KMASSampler(index, 4, schedule=0.0, temperature=0.0)
+    with pytest.raises(ValueError, match="top_relations"):
+        KMASSampler(index, 4, schedule=0.0, top_relations=0)
+    with pytest.raises(ValueError, match="temperature_gumbel"):
+        KMASSampler(index, 4, schedule=0.0, temperature_gumbel=-1.0)
+
+
+def test_inverse_checks_its_range(setup):
+    index = setup[0]
+    big = index.num_relations
+    assert index.inverse(0) == index.inverse_offset
+    assert torch.equal(index.inverse(torch.tensor([0, big - 1])), torch.tensor([index.inverse_offset, index.inverse_offset - 1]))
+    for bad in (big, big + 3, -1):
+        with pytest.raises(ValueError, match="relation"):
+            index.inverse(bad)
+        with pytest.raises(ValueError, match="relation"):
+            index.inverse(torch.tensor([0, bad]))
+    with pytest.raises(TypeError, match="relation"):
+        index.inverse(torch.tensor([0.0]))
+    with pytest.raises(TypeError, match="relation"):
+        index.inverse("1")
+
+
+def test_top_relations_at_least_r_keeps_every_relation(setup):
+    """Documented meaning (docs/semantics.md, "Relation weights"): min(m, R) relations."""
+    index, q, r, a = setup
+    z = torch.randn(index.num_relations, 4, generator=torch.Generator().manual_seed(0))
+    every = call(index, q, r, a, relation_embeddings=z)
+    for m in (index.num_relations, index.num_relations + 5):
+        assert torch.equal(call(index, q, r, a, relation_embeddings=z, top_relations=m), every)
+
+
+def test_zero_vector_of_another_relation_has_cosine_zero(setup):
+    from kmas_kernels.core.relation_weights import cosine_to_query
+
+    index, q, r, a = setup
+    z = torch.randn(index.num_relations, 4, generator=torch.Generator().manual_seed(1))
+    other = (int(r[0]) + 1) % index.num_relations
+    z[other] = 0.0
+    sim = cosine_to_query(z, r)
+    assert (sim[r != other, other] == 0).all()
+    call(index, q[r != other], r[r != other], a[r != other], relation_embeddings=z)  # accepted

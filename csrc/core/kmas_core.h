@@ -1,7 +1,7 @@
 // kmas_kernels native core: everything a backend computes per (row, entity), written once as
 // header-only __host__ __device__ code and compiled by g++ (CPU backend) and by nvcc (CUDA).
 //
-// Semantics (SPEC §2, kmas_kernels/core/reference.py):
+// Semantics (docs/semantics.md §3–§5, kmas_kernels/core/reference.py):
 //   P_b(e)   = sum_{r in ent_rels[ent_ptr[e]:ent_ptr[e+1]]} scaled[b, r]      (fp32, ascending r)
 //   key(b,e) = logf(P) + temperature_gumbel * G(seed, b, e)                    (fp32; no key if P == 0)
 //              = P when temperature_gumbel == 0 (same order, no log rounding: exact everywhere)

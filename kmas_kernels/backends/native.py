@@ -1,9 +1,9 @@
-"""The native backends: C++/OpenMP on CPU tensors, CUDA on CUDA tensors (csrc/, SPEC §4).
+"""The native backends: C++/OpenMP on CPU tensors, CUDA on CUDA tensors (csrc/; README "Backends").
 
 Both are pybind11 modules that take raw addresses (``tensor.data_ptr()``) and sizes, and share
 the scoring, Philox stream, exclusion search and top-k buffer of csrc/core/kmas_core.h. This
 module is the only door into them: it checks every dtype, shape, device and contiguity before a
-pointer crosses, so nothing malformed reaches native code (SPEC §8).
+pointer crosses, so nothing malformed reaches native code (docs/semantics.md §8).
 
 Result: (B, k) int64 entity ids in descending key order (ties: smaller id), -1 past the row's
 support, as ``reference_top_k``. P is summed in float32 in the same order as the reference; the

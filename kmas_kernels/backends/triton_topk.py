@@ -1,17 +1,17 @@
-"""The Triton backend: SPEC §2 fused into one kernel, no B x N tensor.
+"""The Triton backend: docs/semantics.md §2–§5 fused into one kernel, no B x N tensor.
 
 One program handles one batch row ``b`` and a contiguous range of entities (``SPLITS`` programs
 per row on CUDA, one under the interpreter unless a test overrides it). It walks its range in tiles of ``BLOCK_N`` entities
 and, per tile, computes exactly what ``core.reference`` computes per (row, entity):
 
-    P[b, e]   = sum_{r in ent_rels[ent_ptr[e]:ent_ptr[e+1]]} scaled[b, r]      SPEC §2.2
+    P[b, e]   = sum_{r in ent_rels[ent_ptr[e]:ent_ptr[e+1]]} scaled[b, r]      docs/semantics.md §3
                 (fp32, ascending relation order; scaled = problem.scaled_weights())
-    key[b, e] = log P[b, e] + temperature_gumbel * G(seed, b, e)              SPEC §2.4
+    key[b, e] = log P[b, e] + temperature_gumbel * G(seed, b, e)              docs/semantics.md §5
                 (P itself when temperature_gumbel == 0: same order, no log rounding)
                 G from x = tl.randint(seed, (b << 32) | e), i.e. Philox-4x32-10 word 0 at counter
                 {e, b, 0, 0}, mapped as core.philox.gumbel_from_uint32
     excluded  = e == positive[b], or e in known_answers[known_start[b]:known_end[b]]
-                (binary search, sorted slice; empty when not strict)              SPEC §2.3
+                (binary search, sorted slice; empty when not strict)              docs/semantics.md §3
     not a candidate where P == 0 (or excluded)
 
 and keeps the row's best ``K_PAD`` (k rounded up to a power of two) keys in a sorted register
@@ -152,7 +152,7 @@ if triton is not None:
         num_splits = tl.num_programs(1)
         row64 = row.to(tl.int64)
 
-        # per-row data (SPEC §2.3): the positive and the known-answer slice
+        # per-row data (docs/semantics.md §3): the positive and the known-answer slice
         positive = tl.load(positive_ptr + row)
         ks = tl.load(known_start_ptr + row)
         ke = tl.load(known_end_ptr + row)
@@ -176,7 +176,7 @@ if triton is not None:
         while tile < e_hi:
             ent = offs.to(tl.int64) + tile  # int64 entity ids
             in_range = ent < e_hi
-            # ---- SPEC §2.2: P[b, e] = sum over e's relations of scaled[b, r], ascending r, fp32
+            # ---- docs/semantics.md §3: P[b, e] = sum over e's relations of scaled[b, r], ascending r, fp32
             p_begin = tl.load(ent_ptr_ptr + ent, mask=in_range, other=0)
             p_end = tl.load(ent_ptr_ptr + ent + 1, mask=in_range, other=0)
             degree = p_end - p_begin
@@ -199,7 +199,7 @@ if triton is not None:
                 upper = p  # deterministic mode ranks by P itself (no log rounding)
             need = in_range & (p > 0.0) & (ent != positive) & (_ordered_int32(upper) >= thr_hi)
             if tl.max(need.to(tl.int32), axis=0) > 0:
-                # ---- SPEC §2.4: key = log P + t * G(seed, b, e)
+                # ---- docs/semantics.md §5: key = log P + t * G(seed, b, e)
                 if USE_NOISE:
                     x = tl.randint(seed, (row64 << 32) | ent)  # uint32, counter {e, b, 0, 0}
                     xf = (x.to(tl.int64) & 0xFFFFFFFF).to(tl.float32)  # as unsigned, round to nearest
@@ -225,7 +225,7 @@ if triton is not None:
                 packed = (_ordered_int32(key).to(tl.int64) << 32) | (4294967295 - ent)
                 packed = tl.where(need, packed, -9223372036854775808)
                 if tl.max(packed, axis=0) > thr:
-                    # ---- SPEC §2.3 (strict), only for keys that would enter: e in
+                    # ---- docs/semantics.md §3 (strict), only for keys that would enter: e in
                     # known_answers[ks:ke]? lower_bound on the sorted slice
                     enter = packed > thr
                     lo = tl.zeros((BLOCK_N,), tl.int64) + ks

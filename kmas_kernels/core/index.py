@@ -232,10 +232,26 @@ class KGIndex:
         """|Tails(r)| for every relation, (R,) int64."""
         return self.rel_ptr[1:] - self.rel_ptr[:-1]
 
-    def inverse(self, relation: torch.Tensor) -> torch.Tensor:
-        """The inverse relation ids (r + R0 mod R); needs an index built with inverses."""
+    def inverse(self, relation: Any) -> Any:
+        """The inverse relation ids (r + R0 mod R) of ids in [0, R); needs an index built with inverses.
+
+        ``relation``: an int or an integer tensor (any shape; one read-back to check the range).
+        """
+        import numbers
+
+        from .validation import check_id_range
+
         if self.inverse_offset is None:
             raise ValueError("this index does not know its inverse relations (built with add_inverse=False)")
+        if isinstance(relation, torch.Tensor):
+            if relation.dtype == torch.bool or relation.is_floating_point() or relation.is_complex():
+                raise TypeError(f"relation must hold integer relation ids, got dtype {relation.dtype}")
+            check_id_range(relation.reshape(-1), "relation", self.num_relations)
+        elif isinstance(relation, numbers.Integral) and not isinstance(relation, bool):
+            if not 0 <= int(relation) < self.num_relations:
+                raise ValueError(f"relation must hold ids in [0, {self.num_relations}), found {relation}")
+        else:
+            raise TypeError(f"relation must be an int or an integer tensor of relation ids, got {type(relation).__name__}")
         return (relation + self.inverse_offset) % self.num_relations
 
     # ------------------------------------------------------------------ queries

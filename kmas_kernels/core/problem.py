@@ -13,7 +13,7 @@ import torch
 
 from .index import KGIndex
 from .philox import draw_seed
-from .relation_weights import one_hot_weights, relation_weights_from_embeddings
+from .relation_weights import ZERO_NORM, one_hot_weights, relation_weights_from_embeddings
 from .validation import (
     as_id_vector,
     check_count,
@@ -58,10 +58,28 @@ class MiningProblem:
         """w[b, r] / |Tails(r)|, (B, R) float32: the per-relation contribution to P_b(e)."""
         return self.weights * self.index.rel_inv_count
 
+    def allowed_counts(self) -> torch.Tensor:
+        """(B,) int64: entities each row may return (N minus its excluded ones). O(B log E)."""
+        return self.index.num_entities - excluded_counts(self.index, self.query_entity, self.query_relation, self.positive, self.strict)
+
 
 # A backend's job: (B, k) int64 entity ids of the top-k keys per row in descending key order
 # (ties: smaller id first), -1 in the slots past the row's support (P_b > 0, not excluded).
 TopKFn = Callable[[MiningProblem], torch.Tensor]
+
+
+def excluded_counts(index: KGIndex, query_entity: torch.Tensor, query_relation: torch.Tensor, positive: torch.Tensor, strict: bool) -> torch.Tensor:
+    """(B,) int64: distinct excluded entities of each row (known answers when strict, the positive).
+
+    Exact and O(B log E): the length of the row's known-answer slice plus 1 for a positive
+    (>= 0) that is not itself a known answer. Ids must already be in range.
+    """
+    has_positive = positive >= 0
+    if not strict:
+        return has_positive.to(torch.int64)
+    start, end = index.known_slices(query_entity, query_relation)
+    positive_known = index.is_known(query_entity, query_relation, positive) & has_positive
+    return (end - start) + (has_positive & ~positive_known).to(torch.int64)
 
 
 def prepare_problem(
@@ -78,8 +96,15 @@ def prepare_problem(
     top_relations: Any = None,
     temperature_gumbel: Any = 1.0,
     seed: Any = None,
+    allow_short_rows: bool = False,
 ) -> MiningProblem:
-    """Validate a call (SPEC §8) and build its MiningProblem."""
+    """Validate a call (docs/semantics.md, "Bad input") and build its MiningProblem.
+
+    ``allow_short_rows`` is for callers that cap each row's share themselves (KMASSampler): rows
+    may then have fewer non-excluded entities than ``num_negatives`` and query relations may have
+    no tails (an empty support); backends return -1 past the support either way. Every other
+    check still runs.
+    """
     check_index(index)
     device = index.device
     n, r = index.num_entities, index.num_relations
@@ -120,11 +145,9 @@ def prepare_problem(
 
     if strict:
         known_start, known_end = index.known_slices(query_entity, query_relation)
-        positive_known = index.is_known(query_entity, query_relation, positive) & (positive >= 0)
-        excluded = (known_end - known_start) + ((positive >= 0) & ~positive_known).to(torch.int64)
     else:
         known_start = known_end = torch.zeros_like(query_entity)
-        excluded = (positive >= 0).to(torch.int64)
+    excluded = excluded_counts(index, query_entity, query_relation, positive, strict)
     if relation_embeddings is not None:
         weights = relation_weights_from_embeddings(relation_embeddings, query_relation, temperature, top_relations)
     elif relation_weights is not None:
@@ -142,20 +165,29 @@ def prepare_problem(
         checks.append((~torch.isfinite(source)).any().to(torch.int64))
     if relation_weights is not None:
         checks.append((relation_weights < 0).any().to(torch.int64))
+    if relation_embeddings is not None:  # the query relation's own vector must have a direction
+        norms = torch.linalg.vector_norm(relation_embeddings.to(torch.float32), dim=-1)  # (R,) or (B, R)
+        query_norms = norms[query_relation] if norms.dim() == 1 else norms[torch.arange(batch, device=device), query_relation]
+        checks.append((query_norms < ZERO_NORM).any().to(torch.int64))
     values = torch.stack(checks).tolist()  # second and last read-back
     max_excluded, min_tails, min_support = int(values[0]), int(values[1]), max(0, int(values[2]))
-    if k > n - max_excluded:
+    if k > n - max_excluded and not allow_short_rows:
         raise ValueError(
             f"num_negatives={k} is larger than the number of non-excluded entities of some row "
             f"({n - max_excluded} of {n} with strict={strict})"
         )
-    if min_tails == 0:
+    if min_tails == 0 and not allow_short_rows:
         raise ValueError("query_relation holds a relation with no tails in the index: it has no candidate distribution")
     if source is not None and values[3]:
         name = "relation_embeddings" if relation_embeddings is not None else "relation_weights"
         raise ValueError(f"{name} holds NaN or inf")
     if relation_weights is not None and values[4]:
         raise ValueError("relation_weights must be non-negative")
+    if relation_embeddings is not None and values[-1]:
+        raise ValueError(
+            "relation_embeddings: the query relation's own embedding is all zeros (norm < 1e-12) in some row: "
+            "its cosine similarity to the other relations is undefined"
+        )
 
     return MiningProblem(
         index=index,

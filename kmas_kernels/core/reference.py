@@ -1,4 +1,4 @@
-"""The reference backend: SPEC §2 in plain PyTorch, materialising B x N. The oracle.
+"""The reference backend: docs/semantics.md §3–§5 in plain PyTorch, materialising B x N. The oracle.
 
 Readable first; every fused backend computes the same thing per (row, entity) without the
 B x N tensors:

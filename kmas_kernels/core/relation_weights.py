@@ -1,4 +1,4 @@
-"""Relation weights w (SPEC §2.1): which relations' tail sets a row's hard negatives come from.
+"""Relation weights w (docs/semantics.md §2): which relations' tail sets a row's hard negatives come from.
 
     sim[b, r'] = cos(Z[b, r_b], Z[b, r'])
     w[b, :]    = softmax(sim[b, :] / temperature) over the `top_relations` most similar relations
@@ -14,9 +14,18 @@ import torch
 import torch.nn.functional as F
 
 
+ZERO_NORM = 1e-12  # below this a vector has no direction
+
+
 def cosine_to_query(embeddings: torch.Tensor, query_relation: torch.Tensor) -> torch.Tensor:
-    """sim (B, R) float32: cos(Z[b, r_b], Z[b, r']) for Z (R, d) shared or (B, R, d) per row."""
-    z = F.normalize(embeddings.to(torch.float32), dim=-1, eps=1e-12)
+    """sim (B, R) float32: cos(Z[b, r_b], Z[b, r']) for Z (R, d) shared or (B, R, d) per row.
+
+    A vector with norm < ZERO_NORM (all zeros, in practice) has cosine exactly 0 with every
+    other vector. The query relation's own vector must not be one (prepare_problem checks).
+    """
+    z = embeddings.to(torch.float32)
+    norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
+    z = torch.where(norm < ZERO_NORM, torch.zeros_like(z), z / norm.clamp_min(ZERO_NORM))
     if z.dim() == 2:
         return z[query_relation] @ z.T
     rows = torch.arange(z.shape[0], device=z.device)
@@ -29,7 +38,11 @@ def relation_weights_from_similarity(
     temperature: float,
     top_relations: int | None = None,
 ) -> torch.Tensor:
-    """w (B, R) float32 from similarities sim (B, R) to each row's query relation."""
+    """w (B, R) float32 from similarities sim (B, R) to each row's query relation.
+
+    ``top_relations`` = m keeps the min(m, R) most similar relations: m >= R keeps all of them (one
+    setting can serve graphs with different numbers of relations).
+    """
     logits = sim / temperature
     num_relations = sim.shape[1]
     if top_relations is not None and top_relations < num_relations:

@@ -2,7 +2,7 @@
 
 Used twice: for the uniform (random) share of the hybrid sampler — ULTRA's semantics, drawn with
 replacement — and to fill hard-negative rows whose support is smaller than k — distinct from each
-other and from the hard negatives already chosen (SPEC §2.4).
+other and from the hard negatives already chosen (docs/semantics.md §5).
 
 Excluded for row b: the positive a_b (when given) and, when strict, every known answer of
 (q_b, r_b). A draw is a Philox counter (slot, row, draw, stream) mapped to [0, N); rejected slots
@@ -46,6 +46,7 @@ def uniform_negatives(
     partial: torch.Tensor | None = None,
     stream: int = STREAM_UNIFORM,
     row_ids: torch.Tensor | None = None,
+    limit: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, num) int64 uniform non-excluded entities.
 
@@ -53,7 +54,8 @@ def uniform_negatives(
     keeps its ids >= 0 and only its -1 slots are drawn. With ``distinct``, each row ends up with
     distinct ids (the caller guarantees enough allowed entities exist). ``row_ids`` (B,) are the
     rows' numbers in the random stream (default 0..B-1), so a row's draws do not depend on which
-    other rows are sampled with it.
+    other rows are sampled with it. ``limit`` (B,) int64: only the -1 slots in columns
+    [0, limit[b]) of row b are drawn; the others stay -1.
     """
     n = index.num_entities
     batch = query_entity.numel()
@@ -62,7 +64,10 @@ def uniform_negatives(
         out = torch.full((batch, num), -1, dtype=torch.int64, device=device)
     else:
         out = partial.clone()
-    pending = torch.nonzero(out.view(-1) < 0).squeeze(1)  # flat slots still to fill, ascending
+    empty = out < 0
+    if limit is not None:
+        empty &= torch.arange(num, device=device)[None, :] < limit[:, None]
+    pending = torch.nonzero(empty.view(-1)).squeeze(1)  # flat slots still to fill, ascending
     if pending.numel() == 0:
         return out
     if row_ids is None:
@@ -80,7 +85,8 @@ def uniform_negatives(
             return out
     short_rows = torch.unique(pending // num).tolist()
     for b in short_rows:  # rare: rows where rejection keeps failing
-        _fill_row_exactly(index, query_entity, query_relation, positive, out, b, int(row_ids[b]), seed, stream, strict, distinct)
+        width = num if limit is None else int(limit[b])
+        _fill_row_exactly(index, query_entity, query_relation, positive, out, b, int(row_ids[b]), seed, stream, strict, distinct, width)
     return out
 
 
@@ -101,8 +107,8 @@ def _repeated_within(row: torch.Tensor, candidate: torch.Tensor, n: int) -> torc
     return repeat
 
 
-def _fill_row_exactly(index, query_entity, query_relation, positive, out, b, row_id, seed, stream, strict, distinct) -> None:
-    """Fill row b's empty slots by enumerating its allowed entities (O(N) for this row only)."""
+def _fill_row_exactly(index, query_entity, query_relation, positive, out, b, row_id, seed, stream, strict, distinct, width) -> None:
+    """Fill row b's empty slots in columns [0, width) by enumerating its allowed entities (O(N), this row only)."""
     n = index.num_entities
     device = out.device
     allowed = torch.ones(n, dtype=torch.bool, device=device)
@@ -111,7 +117,7 @@ def _fill_row_exactly(index, query_entity, query_relation, positive, out, b, row
     if strict:
         start, end = index.known_slices(query_entity[b : b + 1], query_relation[b : b + 1])
         allowed[index.known_answers[start:end].to(torch.int64)] = False
-    empty = torch.nonzero(out[b] < 0).squeeze(1)
+    empty = torch.nonzero(out[b, :width] < 0).squeeze(1)
     if distinct:
         allowed[out[b][out[b] >= 0]] = False
     candidates = torch.nonzero(allowed).squeeze(1)

@@ -1,4 +1,4 @@
-"""Input checks shared by every public entry (SPEC §8).
+"""Input checks shared by every public entry (docs/semantics.md §8).
 
 Each check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape,
 range, device or value) with a message naming the argument and the expected form. Checks that

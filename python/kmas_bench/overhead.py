@@ -14,7 +14,7 @@ optimizer), the extra peak memory of mining and of the whole step above the memo
 step's start, and the process's peak during the steps; before the steps, mining's extra peak in
 isolation (two calls). Measured step-time and process-peak ratios between the two processes are
 noisy (on CPU the peak RSS varies by ~10 % between identical runs), so the comparison also gives
-the same ratios computed from the mining figures alone, the model part being identical work. SPEC §7 goal: KMAS adds ≤ 1 % to the
+the same ratios computed from the mining figures alone, the model part being identical work. Goal (docs/semantics.md §10): KMAS adds ≤ 1 % to the
 step's time and peak memory against strict random.
 """
 
