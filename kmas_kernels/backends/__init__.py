@@ -60,7 +60,6 @@ def resolve_backend(name: str, device: torch.device, num_negatives: int | None =
     With ``num_negatives``, "auto" skips backends whose ``max_k`` is smaller, and a named backend
     that cannot take it raises ValueError.
     """
-    global _WARNED_LARGE_K
     candidates = _AUTO_ORDER.get(device.type, ("reference",)) if name == "auto" else (name,)
     too_large = []
     for candidate in candidates:
@@ -71,17 +70,42 @@ def resolve_backend(name: str, device: torch.device, num_negatives: int | None =
                     triton_check_k(num_negatives)  # the one backend with a limit: its own message
                 too_large.append(candidate)
                 continue
+            if name == "auto" and candidate == "reference":
+                _warn_reference_fallback(device, num_negatives if too_large else None)
             return backend
     if name == "auto":
-        if too_large and device.type == "cuda" and not _WARNED_LARGE_K:
-            _WARNED_LARGE_K = True
-            warnings.warn(
-                f"num_negatives={num_negatives} is above the Triton kernel's limit ({TRITON_MAX_K}) and the CUDA "
-                "extension is not built: using the reference backend (a dense B x N computation). Build with "
-                "KMAS_BUILD_CUDA=1 for large k.",
-                stacklevel=3,
-            )
+        _warn_reference_fallback(device, num_negatives if too_large else None)
         return _REGISTRY["reference"]
     backend = _REGISTRY[name]
     reason = backend.probe(device) if device.type in backend.devices else f"it does not run on {device.type} tensors"
     raise ValueError(f"backend={name!r} is not available: {reason}")
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_reference_fallback(device: torch.device, large_k: int | None = None) -> None:
+    """Say once per device type that "auto" fell back to the B x N reference, and why."""
+    global _WARNED_LARGE_K
+    if large_k is not None and device.type == "cuda":
+        if not _WARNED_LARGE_K:
+            _WARNED_LARGE_K = True
+            warnings.warn(
+                f"num_negatives={large_k} is above the Triton kernel's limit ({TRITON_MAX_K}) and the CUDA "
+                "extension is not built: using the reference backend (a dense B x N computation). Build with "
+                "KMAS_BUILD_CUDA=1 for large k.",
+                stacklevel=4,
+            )
+        return
+    if device.type in _WARNED:
+        return
+    _WARNED.add(device.type)
+    reasons = "; ".join(
+        f"{name}: {_REGISTRY[name].probe(device)}" for name in _AUTO_ORDER.get(device.type, ()) if name != "reference"
+    )
+    warnings.warn(
+        f"kmas_kernels: backend='auto' runs the reference backend on {device.type} tensors, which materialises "
+        f"B x N (slow, memory-hungry) because no fused backend is usable ({reasons or 'none exists for this device'})",
+        RuntimeWarning,
+        stacklevel=4,
+    )

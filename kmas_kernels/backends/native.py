@@ -14,6 +14,8 @@ k-th key may order differently; deterministic keys (P itself) are exact.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+from pathlib import Path
 from types import ModuleType
 
 import torch
@@ -29,10 +31,38 @@ def _load(name: str) -> ModuleType | str:
         try:
             _MODULES[name] = importlib.import_module(f"kmas_kernels.{name}")
         except ImportError as err:
-            _MODULES[name] = f"the {name} extension is not built ({err}); reinstall with a C++ compiler" + (
-                " and nvcc" if name == "_native_cuda" else ""
-            )
+            _MODULES[name] = _why_missing(name, err)
     return _MODULES[name]
+
+
+def _why_missing(name: str, err: ImportError) -> str:
+    """Why the extension ``name`` cannot be imported, and what to do about it."""
+    package = Path(__file__).resolve().parents[1]  # the kmas_kernels folder actually imported
+    checkout = package.parent
+    if (checkout / "setup.py").is_file() and (checkout / "csrc").is_dir():
+        # Python imported the source tree (the current directory or PYTHONPATH comes first), which
+        # holds no compiled extension unless it was installed in place
+        installed = _installed_extension_dir(name, package)
+        also = f"; an installed copy with the extension is at {installed}, shadowed by the source tree" if installed else ""
+        return (
+            f"the {name} extension is not next to the kmas_kernels imported from the source tree {package}"
+            f"{also}: develop with `pip install -e .` in {checkout} (builds it in place), or run from outside the repository"
+        )
+    return f"the {name} extension is not built ({err}); reinstall with a C++ compiler" + (" and nvcc" if name == "_native_cuda" else "")
+
+
+def _installed_extension_dir(name: str, imported: Path) -> Path | None:
+    """The folder of an installed kmas_kernels that has the extension, other than ``imported``."""
+    try:
+        files = importlib.metadata.distribution("kmas_kernels").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name.startswith(name + ".") and file.name.endswith((".so", ".pyd")):
+            path = Path(file.locate()).resolve()
+            if path.is_file() and path.parent != imported:
+                return path.parent
+    return None
 
 
 def cpu_available() -> str | None:
