@@ -16,6 +16,17 @@ def shared_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
 
 
+def pytest_sessionstart(session):
+    """Say which kmas_kernels the tests import (installed copy or source tree) and its backends, even with -q."""
+    import kmas_kernels
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        backends = ", ".join(f"{name}: {reason or 'yes'}" for name, reason in kmas_kernels.available_backends().items())
+        reporter.write_line(f"kmas_kernels {kmas_kernels.__version__} from {Path(kmas_kernels.__file__).parent}; torch {torch.__version__}")
+        reporter.write_line(f"backends: {backends}")
+
+
 def random_triples(num_entities: int, num_relations: int, num_edges: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.stack(

@@ -103,3 +103,19 @@ def test_cli_smoke_writes_the_table_json_and_plots(tmp_path, capsys):
     assert 0 < over["modes"]["kmas"]["mining_share"] < 1
     assert (tmp_path / "smoke_table.png").is_file() and (tmp_path / "smoke_sweep.png").is_file()
     assert (tmp_path / "smoke_overhead.png").is_file()
+    # busy machines are marked and warned about on stdout; no raw JSON between the progress lines
+    assert isinstance(result["busy"]["any"], bool) and result["busy"]["cpu_count"] >= 1
+    assert all("busy" in row["cost"] and "load_average_1min" in row["cost"] for row in result["table"]["rows"])
+    assert ("WARNING: the machine was busy" in printed) == result["busy"]["any"]
+    assert not any(line.lstrip().startswith("{") for line in printed.splitlines())
+    (tmp_path / "smoke_table.png").unlink()
+    assert main(["--replot", str(tmp_path / "smoke.json")]) == 0 and (tmp_path / "smoke_table.png").is_file()
+
+
+def test_busy_warning_and_plot_titles_have_no_paths(tmp_path):
+    from kmas_bench import report
+
+    result = {"busy": {"any": True, "max_load_average_1min": 7.5, "cpu_count": 2, "busy_measurements": ["kmas-cpu"]}}
+    assert "busy" in report.busy_warning(result) and "kmas-cpu" in report.busy_warning(result)
+    assert report.busy_warning({"busy": {"any": False}}) == ""
+    assert report._short("fine-tune on /work/shared/data/grail/fb237_v1, test on /x/y_ind") == "fine-tune on fb237_v1, test on y_ind"

@@ -86,6 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--valid-limit", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--replot", type=Path, default=None, metavar="RESULT.json", help="only redraw the plots of a result file, next to it")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else (FULL_CUDA if args.device == "cuda" else FULL)
     for key, value in defaults.items():
@@ -102,6 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        return replot(args.replot)
     started = time.perf_counter()
     progress = not args.no_progress
     from tqdm import tqdm
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
     from . import report
     from .graphs import load_graph
     from .hardness import evaluate_samplers
-    from .measure import machine_info
+    from .measure import load_state, machine_info
     from .overhead import overhead
     from .samplers import default_samplers
     from .sweep import run_point, sweep
@@ -136,7 +139,8 @@ def main(argv=None) -> int:
 
     # 1. the table: cost (own process per sampler) and hardness (this process) on one graph
     graph = load_graph(args.entities, args.data, args.seed)
-    log(f"graph: {graph.describe()}")
+    g = graph.describe()
+    log(f"graph: {g['name']}, N={g['num_entities']:,}, {g['num_relations']} relations, {g['num_train']:,} training triples")
     model = load_checkpoint(checkpoint) if checkpoint else None
     if model is None:
         notes.append("no ULTRA checkpoint: KMAS used one-hot relation weights (the query relation's own tail set); "
@@ -155,7 +159,8 @@ def main(argv=None) -> int:
     for name in tqdm(samplers, desc="cost per sampler", disable=not progress):
         costs[name] = run_point(name, table_n, batch=args.batch, k=args.negatives, repeats=args.repeats, device=args.device,
                                 data=args.data, ultra_path=args.ultra_path, timeout=args.timeout)
-        log(json.dumps({k: v for k, v in costs[name].items() if k != "seconds_all"}))
+        if "error" in costs[name]:
+            log(f"{name}: {costs[name]['error']}")
     rows = [{"sampler": name, "cost": costs[name], "hardness": hardness["per_sampler"].get(name, {})} for name in samplers]
     for name, row in hardness["per_sampler"].items():
         if "skipped" in row:
@@ -205,28 +210,67 @@ def main(argv=None) -> int:
         "training": effect,
     }
     result["seconds"] = time.perf_counter() - started
+    result["busy"] = busy_summary(result, load_state())
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    plots = [(f"{stem}_table.png", report.plot_table, result)]
-    if len({r["num_entities"] for r in sweep_rows}) > 1:
-        plots.append((f"{stem}_sweep.png", report.plot_sweep, result))
-    if over:
-        plots.append((f"{stem}_overhead.png", report.plot_overhead, over))
-    if effect:
-        plots.append((f"{stem}_training.png", report.plot_training, effect))
-    pngs = []
-    try:
-        for file_name, plot, what in plots:
-            plot(what, out / file_name)
-            pngs.append(out / file_name)
-    except ImportError as error:  # matplotlib is the [bench] extra
-        log(f"no plots: {error} (pip install matplotlib)")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:  # atomically: a crash never leaves half a result
+        f.write(json.dumps(result, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    pngs = write_plots(result, out, stem, log)
     print(report.table(result))
     for text in (report.overhead_lines(over), report.training_lines(effect)):
         if text:
             print("\n" + text)
+    warning = report.busy_warning(result)
+    if warning:
+        print("\n" + warning)
     print(f"\nwrote {path}{' and ' if pngs else ''}{', '.join(p.name for p in pngs)} ({result['seconds']:.0f} s)")
+    return 0
+
+
+def busy_summary(result: dict, end: dict) -> dict:
+    """Whether the machine was busy (load >= cores) at the start, the end or any measuring process."""
+    points = [row["sampler"] for row in result["table"]["rows"] if row.get("cost", {}).get("busy")]
+    points += [f"{row['sampler']} at N={row['num_entities']}" for row in result["sweep"] if row.get("busy")]
+    points += [f"overhead {mode}" for mode, row in ((result.get("overhead") or {}).get("modes") or {}).items() if row.get("busy")]
+    start = result["machine"]
+    loads = [start["load_average_1min"], end["load_average_1min"]]
+    loads += [row["cost"]["load_average_1min"] for row in result["table"]["rows"] if "load_average_1min" in row.get("cost", {})]
+    loads += [row["load_average_1min"] for row in result["sweep"] if "load_average_1min" in row]
+    return {"any": bool(start.get("busy") or end["busy"] or points), "max_load_average_1min": round(max(loads), 2),
+            "cpu_count": end["cpu_count"], "busy_measurements": sorted(set(points))}
+
+
+def write_plots(result: dict, out: Path, stem: str, log=print) -> list[Path]:
+    """The PNGs of a result (table, sweep, overhead, training); none without matplotlib."""
+    from . import report
+
+    plots = [(f"{stem}_table.png", report.plot_table)]
+    if len({r["num_entities"] for r in result.get("sweep") or []}) > 1:
+        plots.append((f"{stem}_sweep.png", report.plot_sweep))
+    if result.get("overhead"):
+        plots.append((f"{stem}_overhead.png", report.plot_overhead))
+    if result.get("training"):
+        plots.append((f"{stem}_training.png", report.plot_training))
+    pngs = []
+    try:
+        for file_name, plot in plots:
+            plot(result, out / file_name)
+            pngs.append(out / file_name)
+    except ImportError as error:  # matplotlib is the [bench] extra
+        log(f"no plots: {error} (pip install matplotlib)")
+    return pngs
+
+
+def replot(path: Path) -> int:
+    """Redraw the PNGs of a result file next to it (``kmas-bench --replot FILE.json``)."""
+    result = json.loads(Path(path).read_text())
+    stem = Path(path).stem
+    pngs = write_plots(result, Path(path).parent, stem)
+    print(f"wrote {', '.join(str(p) for p in pngs)}")
     return 0
 
 

@@ -42,6 +42,7 @@ def machine_info(device: str = "cpu") -> dict:
         "device": device,
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else cpu,
         "load_average_1min": os.getloadavg()[0],  # other work on the machine while measuring
+        "busy": load_state()["busy"],
         "mem_total_bytes": _meminfo_kb("MemTotal") * 1024,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -57,6 +58,16 @@ def machine_info(device: str = "cpu") -> dict:
     if torch.version.cuda:
         info["cuda"] = torch.version.cuda
     return info
+
+
+def load_state() -> dict:
+    """The 1-minute load average against the core count: ``busy`` when load >= cores.
+
+    On a busy machine other work shares the cores, so times are upper bounds and only ratios
+    measured side by side mean much: such results are marked and kmas-bench warns.
+    """
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return {"load_average_1min": round(load, 2), "cpu_count": cores, "busy": load >= cores}
 
 
 def available_memory() -> int:
@@ -138,6 +149,16 @@ def run_isolated(target: str, kwargs: dict, timeout: float | None = None) -> dic
     extensions) is imported, never a source tree in the current directory. A failure is returned
     as ``{"error": last line of stderr}`` so a sweep records it and goes on.
     """
+    before = load_state()
+    result = _run_child(target, kwargs, timeout)
+    after = load_state()
+    # the load while measuring: the larger of before and after (a 1-minute average lags)
+    result["load_average_1min"] = max(before["load_average_1min"], after["load_average_1min"])
+    result["busy"] = before["busy"] or after["busy"]
+    return result
+
+
+def _run_child(target: str, kwargs: dict, timeout: float | None) -> dict:
     module, function = target.split(":")
     code = ("import sys, json, importlib; f = getattr(importlib.import_module(sys.argv[1]), sys.argv[2]); "
             "print(json.dumps(f(**json.loads(sys.argv[3]))))")

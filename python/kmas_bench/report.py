@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 
@@ -47,6 +48,17 @@ def table(result: dict) -> str:
                  f"time: median of {p['repeats']} calls, each sampler in its own process")
     lines.extend(f"note: {n}" for n in result["table"].get("notes", []) + notes)
     return "\n".join(lines)
+
+
+def busy_warning(result: dict) -> str:
+    """A warning line when the machine was busy while measuring (load >= cores), else ""."""
+    busy = result.get("busy") or {}
+    if not busy.get("any"):
+        return ""
+    where = ", ".join(busy.get("busy_measurements") or []) or "at the start or the end of the run"
+    return (f"WARNING: the machine was busy while measuring (1-minute load average up to {busy['max_load_average_1min']:.1f} "
+            f"on {busy['cpu_count']} cores; busy: {where}). Times are upper bounds and may be far off; compare ratios "
+            f"measured side by side, or rerun on an idle machine. The result file marks this (\"busy\").")
 
 
 def overhead_lines(over: dict) -> str:
@@ -98,99 +110,182 @@ def _plt():
     return plt
 
 
+KMAS_COLOR, BASELINE_COLOR = "tab:orange", "tab:blue"
+
+
+def _short(text: str) -> str:
+    """Absolute paths of the measuring machine reduced to their last component."""
+    return re.sub(r"(?:/[^\s,/()]+)+/([^\s,/()]+)", r"\1", str(text))
+
+
+def _device(result: dict) -> str:
+    m = result.get("machine", {})
+    device = result.get("parameters", {}).get("device") or m.get("device", "cpu")
+    return f"{device} ({m.get('device_name') or m.get('cpu', '?')})"
+
+
+def _busy(result: dict) -> str:
+    """A title suffix marking results measured on a busy machine (load >= cores)."""
+    m = result.get("machine", {})
+    busy = result.get("busy") or {  # results written before the field existed: the load at the start
+        "any": m.get("load_average_1min", 0) >= (m.get("cpu_count") or 1),
+        "max_load_average_1min": m.get("load_average_1min", 0), "cpu_count": m.get("cpu_count")}
+    if busy.get("any"):
+        return f"\nBUSY machine (load {busy['max_load_average_1min']:.1f} ≥ {busy['cpu_count']} cores): times are upper bounds"
+    return ""
+
+
+def _plain_log_axis(axis, low: float | None = None, high: float | None = None) -> None:
+    """Log axis with ticks written as plain numbers (0.5, 1, 20, 500, ...): at 1, 2, 5 x 10^n when
+    the data span at most 3 decades, at powers of ten otherwise (so that labels never collide)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    wide = low is not None and high is not None and high > 1000 * low
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_sweep(result: dict, path: Path) -> None:
-    """Time and extra peak memory vs N, log-log, a line per sampler."""
+    """Time and extra peak memory vs N, log-log, a line per sampler (KMAS solid, baselines dashed)."""
+    from .samplers import label
+
     plt = _plt()
     rows = result.get("sweep") or result.get("rows") or []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in sorted({r["sampler"] for r in rows if "seconds_per_call" in r}):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    sizes = sorted({r["num_entities"] for r in rows if r.get("num_entities")})
+    for name in sorted({r["sampler"] for r in rows if "seconds_per_call" in r}, key=lambda n: (not n.startswith("kmas-"), n)):
         points = sorted((r["num_entities"], r["seconds_per_call"], r["extra_peak_bytes"]) for r in rows
                         if r.get("sampler") == name and "seconds_per_call" in r)
         n = [q[0] for q in points]
-        axes[0].plot(n, [1e3 * q[1] for q in points], marker="o", label=name)
-        axes[1].plot(n, [max(q[2], 2**10) / 2**20 for q in points], marker="o", label=name)
+        style = dict(marker="o", ls="-" if name.startswith("kmas-") else "--", label=label(name))
+        axes[0].plot(n, [1e3 * q[1] for q in points], **style)
+        axes[1].plot(n, [max(q[2], 2**10) / 2**20 for q in points], **style)
     for ax, text in zip(axes, ("time per call (ms)", "extra peak memory (MiB, floor 1 KiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_axis(ax.yaxis, *ax.get_ylim())
         ax.set_xlabel("entities N")
         ax.set_ylabel(text)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    p, m = result["parameters"], result["machine"]
-    fig.suptitle(f"B={p['batch']}, k={p['negatives']}, {p['device']}: {m.get('device_name', m['cpu'])}", fontsize=10)
+    axes[0].legend(fontsize=7, title="solid: KMAS hard negatives; dashed: baselines", title_fontsize=7)
+    p = result["parameters"]
+    span = f"N={sizes[0]:,}..{sizes[-1]:,}" if sizes else "N=?"
+    fig.suptitle(f"sweep over N ({span}), B={p['batch']}, k={p['negatives']}, {_device(result)}{_busy(result)}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def _bar_values(ax, values, fmt) -> None:
+    for i, v in enumerate(values):
+        ax.text(v, i, " " + fmt(v), va="center", fontsize=7)
+
+
 def plot_table(result: dict, path: Path) -> None:
-    """Bars per sampler: time, extra peak memory, type consistency, false-negative rate."""
+    """Bars per sampler: time, extra peak memory, type consistency, false-negative rate; values on the bars."""
+    from .samplers import label
+
     plt = _plt()
     rows = [r for r in result["table"]["rows"] if "seconds_per_call" in r.get("cost", {}) and "type_consistency" in r.get("hardness", {})]
     names = [r["sampler"] for r in rows]
     panels = [
-        ("time per call (ms)", [1e3 * r["cost"]["seconds_per_call"] for r in rows], True),
-        ("extra peak memory (MiB)", [max(r["cost"]["extra_peak_bytes"], 2**10) / 2**20 for r in rows], True),
-        ("type-consistent share" if result["graph"]["typed"] else "share in observed range", [r["hardness"]["type_consistency"] for r in rows], False),
-        ("false-negative rate", [r["hardness"]["false_negative_rate"] for r in rows], False),
+        ("time per call (ms)", [1e3 * r["cost"]["seconds_per_call"] for r in rows], True, lambda v: f"{v:.3g}"),
+        ("extra peak memory (MiB)", [max(r["cost"]["extra_peak_bytes"], 2**10) / 2**20 for r in rows], True, lambda v: f"{v:.3g}"),
+        ("type-consistent share" if result["graph"]["typed"] else "share in observed range",
+         [r["hardness"]["type_consistency"] for r in rows], False, lambda v: f"{v:.3f}"),
+        ("false-negative rate", [r["hardness"]["false_negative_rate"] for r in rows], False, lambda v: f"{v:.2g}"),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    for ax, (title, values, log) in zip(axes, panels):
-        ax.barh(range(len(names)), values, color=["tab:orange" if n.startswith("kmas-") else "tab:blue" for n in names])
+    fig, axes = plt.subplots(1, 4, figsize=(18, 1.6 + 0.55 * len(names)))
+    colors = [KMAS_COLOR if n.startswith("kmas-") else BASELINE_COLOR for n in names]
+    for ax, (title, values, log, fmt) in zip(axes, panels):
+        ax.barh(range(len(names)), values, color=colors)
         ax.set_yticks(range(len(names)))
-        ax.set_yticklabels(names if ax is axes[0] else [""] * len(names), fontsize=8)
+        ax.set_yticklabels([label(n) for n in names] if ax is axes[0] else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
         if log:
             ax.set_xscale("log")
+            ax.set_xlim(min(values) / 1.5, max(values) * 6)  # room for the values
+            _plain_log_axis(ax.xaxis, *ax.get_xlim())
+        else:
+            from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+            ax.set_xlim(0, max(values + [1e-9]) * 1.35)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        _bar_values(ax, values, fmt)
         ax.grid(axis="x", alpha=0.3)
-    p = result["parameters"]
-    fig.suptitle(f"{result['graph']['name']}, B={p['batch']}, k={p['negatives']}, {result['machine']['device_name']}", fontsize=10)
-    fig.tight_layout()
+    p, g = result["parameters"], result["graph"]
+    name = _short(g["name"]).split(" (N=")[0]
+    fig.suptitle(f"{name}: N={g['num_entities']:,}, B={p['batch']}, k={p['negatives']}, {_device(result)}{_busy(result)}",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=KMAS_COLOR, label="KMAS hard negatives"), Patch(color=BASELINE_COLOR, label="baselines (random negatives)")],
+               loc="upper right", fontsize=8, ncol=2)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_overhead(over: dict, path: Path) -> None:
+def plot_overhead(result: dict, path: Path) -> None:
     """Stacked bars: mining vs the rest of the step, per kind of negatives."""
     plt = _plt()
+    over = result["overhead"]
     modes = {m: r for m, r in over["modes"].items() if "error" not in r}
     if not modes:
         return
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(8, 3))
     names = list(modes)
+    display = {"strict": "strict random (baseline)", "kmas": "KMAS (hard + uniform)", "random": "uniform random (baseline)"}
     mining = [modes[m]["mining_seconds"] for m in names]
     rest = [modes[m]["step_seconds"] - modes[m]["mining_seconds"] for m in names]
-    ax.barh(names, rest, label="forward + backward + AdamW", color="tab:gray")
-    ax.barh(names, mining, left=rest, label="negative mining", color="tab:orange")
+    ax.barh([display.get(m, m) for m in names], rest, label="forward + backward + AdamW", color="tab:gray")
+    ax.barh([display.get(m, m) for m in names], mining, left=rest, label="negative mining", color=KMAS_COLOR)
     for i, m in enumerate(names):
-        ax.text(rest[i] + mining[i], i, f" {100 * modes[m]['mining_share']:.2f}%", va="center", fontsize=8)
+        ax.text(rest[i] + mining[i], i, f" {modes[m]['step_seconds']:.3g} s, mining {100 * modes[m]['mining_share']:.2f}%", va="center", fontsize=8)
+    ax.set_xlim(0, max(r + m for r, m in zip(rest, mining)) * 1.6)
     ax.set_xlabel("seconds per training step (median)")
     ax.legend(fontsize=8, loc="lower right")
     p = over["parameters"]
-    ax.set_title(f"B={p['batch']}, k={p['negatives']}, hard share {p['hard_ratio']}", fontsize=9)
+    n = next(iter(modes.values())).get("num_entities", p.get("num_entities"))
+    ax.set_title(f"training step: N={n:,}, B={p['batch']}, k={p['negatives']}, hard share {p['hard_ratio']}, "
+                 f"{_device(result)}{_busy(result)}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_training(tr: dict, path: Path) -> None:
+def plot_training(result: dict, path: Path) -> None:
     """MRR and Hits@10 per seed and kind of negatives."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    tr = result["training"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     modes = [m for m in tr["summary"] if m != "kmas_minus_strict"]
+    display = {"strict": "strict random\n(baseline)", "kmas": "KMAS", "random": "uniform random\n(baseline)"}
     for ax, metric in zip(axes, ("mrr", "hits@10")):
         for i, mode in enumerate(modes):
             values = [r["test"][metric] for r in tr["runs"] if r["mode"] == mode]
-            ax.scatter([i] * len(values), values, alpha=0.7)
-            ax.errorbar([i + 0.15], [tr["summary"][mode][metric]["mean"]], yerr=[tr["summary"][mode][metric]["std"]], fmt="o", color="k")
+            color = KMAS_COLOR if mode == "kmas" else BASELINE_COLOR
+            ax.scatter([i] * len(values), values, alpha=0.7, color=color, label="one seed" if i == 0 else None)
+            mean, std = tr["summary"][mode][metric]["mean"], tr["summary"][mode][metric]["std"]
+            ax.errorbar([i + 0.15], [mean], yerr=[std], fmt="o", color="k", label="mean ± std" if i == 0 else None)
+            ax.text(i + 0.22, mean, f"{mean:.3f}", va="center", fontsize=8)
         if tr.get("zero_shot"):
             ax.axhline(tr["zero_shot"][metric], ls="--", color="tab:gray", label="zero-shot")
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
         ax.set_xticks(range(len(modes)))
-        ax.set_xticklabels(modes)
-        ax.set_title(metric, fontsize=9)
+        ax.set_xticklabels([display.get(m, m) for m in modes], fontsize=8)
+        ax.set_xlim(-0.5, len(modes) - 0.3)
+        ax.set_title(f"test {metric}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(tr["setting"], fontsize=8)
+    p = tr["parameters"]
+    n = p.get("num_entities_test")
+    fig.suptitle(f"{_short(tr['setting'])}\nN={n:,} (test graph), {p['steps']} steps, B={p['batch']}, k={p['negatives']}, "
+                 f"{len(p['seeds'])} seeds, {_device(result)}{_busy(result)}" if n else
+                 f"{_short(tr['setting'])}\n{p['steps']} steps, B={p['batch']}, k={p['negatives']}, {_device(result)}{_busy(result)}",
+                 fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

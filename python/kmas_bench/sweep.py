@@ -121,7 +121,8 @@ def sweep(samplers: list[str], sizes: list[int], *, batch: int, k: int, repeats:
         rows.append(row)
         if "error" in row or row.get("skipped", "").startswith("needs about"):
             stopped[name] = n  # larger graphs would fail the same way
-        log(json.dumps({key: v for key, v in row.items() if key != "seconds_all"}))
+        if "error" in row:
+            log(f"{name} at N={n}: {row['error']}")
     return rows
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 
 def _spread(values: list[float]) -> dict:
@@ -38,7 +39,7 @@ def training_effect(*, train_dir: str | None, test_dir: str | None, checkpoint: 
 
     if train_dir and test_dir:
         split = load_inductive(train_dir, test_dir)
-        setting = f"fine-tune on {train_dir}, test on {test_dir}"
+        setting = f"fine-tune on {Path(train_dir).name}, test on {Path(test_dir).name}"
     else:
         split = synthetic_split(num_entities=synthetic_entities, num_relations=8, num_types=4,
                                 num_edges=8 * synthetic_entities, seed=0)
@@ -84,7 +85,8 @@ def training_effect(*, train_dir: str | None, test_dir: str | None, checkpoint: 
         "setting": setting,
         "parameters": {"train_dir": train_dir, "test_dir": test_dir, "checkpoint": checkpoint, "seeds": list(seeds),
                        "steps": steps, "batch": batch, "negatives": k, "lr": lr, "test_limit": test_limit,
-                       "num_test_queries": int(queries.shape[0]), "valid_limit": valid_limit, "device": device},
+                       "num_test_queries": int(queries.shape[0]), "valid_limit": valid_limit, "device": device,
+                       "num_entities_train": int(split.train.num_nodes), "num_entities_test": int(split.test.num_nodes)},
         "zero_shot": baseline,
         "runs": runs,
         "summary": summary,
