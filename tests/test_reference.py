@@ -230,3 +230,22 @@ def test_reference_keys_have_no_nan_and_gumbel_temperature_scales(small_graph):
     noisy = candidate_keys(prepare_problem(index, q, r, num_negatives=2, positive=a, seed=4, temperature_gumbel=2.0))
     assert torch.equal(torch.isfinite(noisy), finite)
     assert not math.isclose(float((noisy - keys)[finite].abs().sum()), 0.0)
+
+
+def test_reference_does_not_depend_on_the_thread_count():
+    """P (and so every key) is summed in the same order whatever torch's intra-op thread count."""
+    index = KGIndex.from_triples(random_triples(5000, 6, 40000, seed=3), num_entities=5000, num_relations=6)
+    q, r, a = queries_from_edges(index, 12, seed=4)
+    w = torch.rand(12, index.num_relations, generator=torch.Generator().manual_seed(5))
+    problem = prepare_problem(index, q, r, relation_weights=w, num_negatives=20, positive=a, seed=6)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            results.append((candidate_probability(problem), hard_negatives(index, q, r, relation_weights=w, num_negatives=20,
+                                                                           positive=a, seed=6, backend="reference")))
+    finally:
+        torch.set_num_threads(before)
+    for p, negatives in results[1:]:
+        assert torch.equal(p, results[0][0]) and torch.equal(negatives, results[0][1])
