@@ -46,11 +46,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "index_build_cpu.json")
     args = parser.parse_args()
     from kmas_bench.measure import machine_info
+    from kmas_kernels.core.files import atomic_write_json
 
     result = {"machine": machine_info("cpu"), "index_build": measure(args.triples, args.repeats)}
     print(json.dumps(result["index_build"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(result, args.out)
     print(f"wrote {args.out}")
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -108,6 +107,7 @@ def main() -> None:
     from kmas_bench.measure import machine_info
     from kmas_bench.samplers import make_problem
     from kmas_bench.sweep import run_point
+    from kmas_kernels.core.files import atomic_write_json
 
     bandwidth = copy_bandwidth(args.device)
     rate = arithmetic_rate(args.device)
@@ -118,12 +118,7 @@ def main() -> None:
         result = {"machine": machine_info(args.device), "copy_bandwidth_bytes_per_s": bandwidth,
                   "arithmetic_pairs_per_s": rate, "parameters": vars(args) | {"out": str(args.out)}, "rows": rows}
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(result, indent=2, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        atomic_write_json(result, out, default=str)
 
     for n in args.sizes:
         graph = load_graph(n)  # the sweep's graph for this N

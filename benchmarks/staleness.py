@@ -42,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from kmas_bench.measure import machine_info
+    from kmas_kernels.core.files import atomic_write_json
     from kmas_kernels import hard_negatives
     from kmas_kernels.core.relation_weights import relation_weights_from_embeddings
     from kmas_kernels.ultra import KMASNegativeSampling
@@ -100,7 +101,7 @@ def main() -> None:
     result = {"machine": machine_info("cpu"), "parameters": {k: str(v) for k, v in vars(args).items()},
               "summary": summary, "per_step": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(result, args.out)
     _plot(rows, args.out.with_suffix(".png"))
     print(json.dumps(summary))
 

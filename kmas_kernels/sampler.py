@@ -162,9 +162,26 @@ class KMASSampler:
             seed=seed, strict=False, partial=out[rows], stream=STREAM_UNIFORM, row_ids=rows,
         )
 
+    # ------------------------------------------------------------------ checkpointing
+
     def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "step": self.step}
+        """What determines the next draw: ``{"seed", "step"}`` (PyTorch's convention; plain ints).
+
+        Every draw is a pure function of (index, options, seed, step): the sampler keeps no other
+        state, so a sampler built with the same arguments and given this state draws exactly what
+        this one would. Options (k, schedule, temperature ...) are construction arguments, not state.
+        """
+        return {"seed": int(self.seed), "step": int(self.step)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.seed = check_seed(state["seed"])
+        """Restore :meth:`state_dict`'s output (ValueError / TypeError naming the bad entry)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from KMASSampler.state_dict(), got {type(state).__name__}")
+        missing, unexpected = {"seed", "step"} - set(state), set(state) - {"seed", "step"}
+        if missing or unexpected:
+            raise ValueError(f"KMASSampler state: missing keys {sorted(missing)}, unexpected keys {sorted(map(str, unexpected))}")
+        seed = check_seed(state["seed"])
+        if seed is None:
+            raise ValueError("KMASSampler state: seed must be an int in [0, 2**63), got None")
+        self.seed = seed
         self.step = check_count(state["step"], "step", allow_zero=True)

@@ -65,11 +65,48 @@ class _GraphState:
             self.similarity.index_copy_(0, q, sim.to(self.similarity.device))
             self.seen[q.to(self.seen.device)] = True
 
+    # ------------------------------------------------------------------ checkpointing
+
+    def fingerprint(self) -> tuple[int, int, int, int]:
+        """(entities, relations, known edges, checksum of the edge keys): which graph a saved cache is for."""
+        return _graph_fingerprint(self.index)
+
+    def state_dict(self) -> dict[str, Any]:
+        """This graph's cache: every tensor that the next draw reads (copies, on the CPU)."""
+        entities, relations, edges, checksum = self.fingerprint()
+        return {
+            "graph": {"num_entities": entities, "num_relations": relations, "num_known_edges": edges, "checksum": checksum},
+            "similarity": self.similarity.detach().cpu().clone(),
+            "seen": self.seen.detach().cpu().clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        r = self.index.num_relations
+        for name, shape, dtype in (("similarity", (r, r), self.similarity.dtype), ("seen", (r,), self.seen.dtype)):
+            value = state.get(name) if isinstance(state, dict) else None
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
+                got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"KMASNegativeSampling state: graph cache {name!r} must be a {shape} {dtype} tensor, got {got}")
+        self.similarity.copy_(state["similarity"].to(self.similarity.device))
+        self.seen.copy_(state["seen"].to(self.seen.device))
+
+    def reset(self) -> None:
+        self.similarity.zero_()
+        self.seen.zero_()
+
     def weights(self, query_relation: torch.Tensor, temperature: float, top_relations: int | None) -> torch.Tensor:
         """w (B, R): softmax over cached similarities, one-hot for relations never seen."""
         from_cache = relation_weights_from_similarity(self.similarity[query_relation], query_relation, temperature, top_relations)
         one_hot = one_hot_weights(query_relation, self.index.num_relations)
         return torch.where(self.seen[query_relation][:, None], from_cache, one_hot)
+
+
+def _graph_fingerprint(index: KGIndex) -> tuple[int, int, int, int]:
+    """Identifies a graph across processes (``id(data)`` does not): sizes plus an order-free checksum
+    of its edge keys (int64 arithmetic wraps the same way on every device)."""
+    keys = index.known_keys
+    mixed = (keys ^ (keys >> 31)) * 0x5851F42D4C957F2D
+    return (int(index.num_entities), int(index.num_relations), int(keys.numel()), int(mixed.sum()))
 
 
 def _default_query(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -134,6 +171,7 @@ class KMASNegativeSampling:
         self._paused = False
         self._graphs: dict[int, _GraphState] = {}
         self._encoder_inputs: dict[int, _GraphState] = {}
+        self._pending: list[dict[str, Any]] = []  # loaded caches of graphs not indexed yet (see load_state_dict)
         for data in train_data if isinstance(train_data, (list, tuple)) else [train_data]:
             self._state_for(data)
         encoder = self._resolve_module(model, relation_module)
@@ -170,6 +208,7 @@ class KMASNegativeSampling:
             self._encoder_inputs[id(data)] = state
             if getattr(data, "relation_graph", None) is not None:
                 self._encoder_inputs[id(data.relation_graph)] = state
+            self._apply_pending(state)
         return state
 
     def _capture(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -237,10 +276,62 @@ class KMASNegativeSampling:
         h_index[half:, 1:] = negatives[half:]
         return torch.stack([h_index, t_index, r_index], dim=-1)
 
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "step": self.step}
+    # ------------------------------------------------------------------ checkpointing
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.seed, self.step = int(state["seed"]), check_count(state["step"], "step", allow_zero=True)
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that determines the next draw, in PyTorch's conventions (tensors and plain
+        containers, loadable with ``torch.load(weights_only=True)``)::
+
+            {"seed": int, "step": int,
+             "graphs": [{"graph": {"num_entities", "num_relations", "num_known_edges", "checksum"},
+                         "similarity": (R, R) float32, "seen": (R,) bool}, ...]}
+
+        ``graphs`` lists every graph indexed so far, in the order they were first seen, with its
+        relation-similarity cache. The per-graph KMASSampler's seed and step are this object's.
+        """
+        graphs = [graph.state_dict() for graph in self._graphs.values()] + [dict(entry) for entry in self._pending]
+        return {"seed": int(self.seed), "step": int(self.step), "graphs": graphs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output.
+
+        Each saved cache goes to the graph with the same fingerprint (sizes and edge checksum), so
+        the training graphs may be passed again in any order; a cache whose graph is not indexed yet
+        waits until that graph is first used. Graphs indexed here but absent from ``state`` start
+        with an empty cache, as they would have in the saved run.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from KMASNegativeSampling.state_dict(), got {type(state).__name__}")
+        expected = {"seed", "step", "graphs"}
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise ValueError(f"KMASNegativeSampling state: missing keys {sorted(missing)}, unexpected keys {sorted(map(str, unexpected))}")
+        seed = check_seed(state["seed"])
+        if seed is None:
+            raise ValueError("KMASNegativeSampling state: seed must be an int in [0, 2**63), got None")
+        step = check_count(state["step"], "step", allow_zero=True)
+        if not isinstance(state["graphs"], (list, tuple)):
+            raise TypeError(f"KMASNegativeSampling state: graphs must be a list, got {type(state['graphs']).__name__}")
+        entries = []
+        for entry in state["graphs"]:
+            info = entry.get("graph") if isinstance(entry, dict) else None
+            keys = ("num_entities", "num_relations", "num_known_edges", "checksum")
+            if not isinstance(info, dict) or any(not isinstance(info.get(k), int) for k in keys):
+                raise ValueError(f"KMASNegativeSampling state: each graph entry needs 'graph' with int {keys}, got {info!r}")
+            entries.append(entry)
+        self.seed, self.step = seed, step
+        self._pending = entries
         for graph in self._graphs.values():
             graph.sampler.seed = self.seed
+            graph.reset()
+            self._apply_pending(graph)
+
+    def _apply_pending(self, graph: _GraphState) -> None:
+        """Load the first pending saved cache whose fingerprint is this graph's, if any."""
+        fingerprint = graph.fingerprint()
+        for position, entry in enumerate(self._pending):
+            info = entry["graph"]
+            if (info["num_entities"], info["num_relations"], info["num_known_edges"], info["checksum"]) == fingerprint:
+                graph.load_state_dict(entry)
+                del self._pending[position]
+                return

@@ -46,7 +46,7 @@ def need(path: Path) -> Path:
 @pytest.mark.parametrize("name", ["ultra_3g", "ultra_4g", "ultra_50g"])
 def test_checkpoint_loads_strict(name):
     path = need(CHECKPOINTS / f"{name}.pth")
-    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     model = Ultra()
     model.load_state_dict(state, strict=True)  # raises on any missing / unexpected / mis-shaped tensor
     assert len(model.state_dict()) == len(state) == 82
@@ -239,7 +239,7 @@ def test_cli_train_synthetic(tmp_path):
                                      "--valid-every", "2", "--valid-limit", "4", "--out-dir", str(tmp_path), "--no-progress"])
     assert out["steps"] == 3 and len(out["valid"]) == 2
     assert (tmp_path / "best.pth").exists() and (tmp_path / "model_step_2.pth").exists()
-    state = torch.load(tmp_path / "best.pth", weights_only=False)
+    state = torch.load(tmp_path / "best.pth", weights_only=True)
     Ultra().load_state_dict(state["model"], strict=True)
 
 

@@ -60,7 +60,7 @@ def graph_and_model(ultra):
     data = tasks.build_relation_graph(data)
     layer = dict(input_dim=64, hidden_dims=[64] * 6, message_func="distmult", aggregate_func="sum", short_cut=True, layer_norm=True)
     model = models.Ultra(dict(layer, **{"class": "RelNBFNet"}), dict(layer, **{"class": "EntityNBFNet"}))
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
     model.load_state_dict(state)
     return data, model
 
@@ -129,7 +129,7 @@ def test_reference_loop_ranks_like_real_ultra(ultra, split_name):
                 num_nodes=split.test_filter.num_nodes)
     layer = dict(input_dim=64, hidden_dims=[64] * 6, message_func="distmult", aggregate_func="sum", short_cut=True, layer_norm=True)
     theirs = models.Ultra(dict(layer, **{"class": "RelNBFNet"}), dict(layer, **{"class": "EntityNBFNet"}))
-    theirs.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    theirs.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
     theirs.eval()
     tail_ranks, head_ranks = [], []
     with torch.no_grad():

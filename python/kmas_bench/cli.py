@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from kmas_kernels.core.files import atomic_write_json
+
 QUICK = dict(entities=10_000, sizes=[1_000, 10_000, 100_000], repeats=3, hardness_batches=2,
              overhead_entities=2_000, overhead_batch=8, overhead_negatives=64, overhead_steps=5)
 FULL = dict(entities=100_000, sizes=[1_000, 10_000, 100_000, 1_000_000, 10_000_000], repeats=5, hardness_batches=4,
@@ -213,12 +215,7 @@ def main(argv=None) -> int:
     result["busy"] = busy_summary(result, load_state())
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:  # atomically: a crash never leaves half a result
-        f.write(json.dumps(result, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_json(result, path)
     pngs = write_plots(result, out, stem, log)
     print(report.table(result))
     for text in (report.overhead_lines(over), report.training_lines(effect)):

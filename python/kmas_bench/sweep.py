@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+from kmas_kernels.core.files import atomic_write_json
+
 from .graphs import EDGES_PER_ENTITY, NUM_RELATIONS, NUM_TYPES, load_graph
 
 # bytes per (row, entity) the materialising reference needs, and per edge for ULTRA's strict
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"sweep_{args.device}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(result, path)
     plot_sweep(result, path.with_suffix(".png"))
     print(f"wrote {path} and {path.with_suffix('.png')}")
 

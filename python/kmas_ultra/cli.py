@@ -3,21 +3,30 @@
 Progress bars and logs go to stderr; the last stdout line is one JSON object.
 Data: ``--inductive TRAIN_DIR INFERENCE_DIR`` (GraIL protocol), ``--transductive DIR``, or, with
 neither, the embedded synthetic typed KG (``--synthetic-entities`` etc.).
+
+``kmas-train --out-dir DIR`` keeps ``DIR/last.pth``, the whole training state, and
+``kmas-train --resume DIR`` continues that run with the options stored in it. Checkpoints are
+read with ``torch.load(weights_only=True)`` only; a bad one ends the command with exit status 2
+and a message naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 
 import torch
 
 from .data import load_inductive, load_transductive, synthetic_split, triples_of
-from .model import Ultra, load_checkpoint
+from kmas_kernels.core.files import CheckpointError
+
+from .model import DIM, NUM_LAYERS, Ultra, architecture_of, load_checkpoint
 from .tasks import evaluate
-from .train import NEGATIVE_MODES, setup_distributed, train, world
+from .train import NEGATIVE_MODES, TrainingInterrupted, load_training_state, setup_distributed, train, world
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +83,10 @@ def eval_main(argv=None) -> int:
     start = time.perf_counter()
     split = _load_split(args)
     _set_threads(args, device, split.test.num_nodes)
-    model = load_checkpoint(args.checkpoint) if args.checkpoint else Ultra()
+    try:
+        model = load_checkpoint(args.checkpoint) if args.checkpoint else Ultra()
+    except CheckpointError as error:
+        parser.exit(2, f"kmas-eval: error: {error}\n")
     model = model.to(device)
     data = (split.test if args.split == "test" else split.valid).to(device)
     filt = (split.test_filter if args.split == "test" else split.valid_filter).to(device)
@@ -104,10 +116,20 @@ def eval_main(argv=None) -> int:
     return 0
 
 
-def train_main(argv=None) -> int:
+# options that may differ on --resume: where and how verbosely it runs, not what it computes
+RESUME_OVERRIDABLE = ("resume", "device", "threads", "no_progress", "log_negatives")
+# not stored in the checkpoint's options
+TRANSIENT_OPTIONS = ("resume", "log_negatives")
+
+
+def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kmas-train", description="ULTRA training with random / strict / KMAS negatives.")
-    parser.add_argument("--checkpoint", help="start from this checkpoint (default: from scratch)")
+    parser.add_argument("--checkpoint", help="start from this checkpoint's weights (default: from scratch)")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR/last.pth, with the options it was "
+                        "started with (only --device, --threads, --no-progress may be given again)")
     _add_data_args(parser)
+    parser.add_argument("--dim", type=int, help=f"hidden size of a model trained from scratch (default {DIM}, ULTRA's)")
+    parser.add_argument("--num-layers", type=int, help=f"layers per NBFNet of a model trained from scratch (default {NUM_LAYERS})")
     parser.add_argument("--negatives", choices=NEGATIVE_MODES, default="strict")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -117,7 +139,9 @@ def train_main(argv=None) -> int:
     parser.add_argument("--valid-every", type=int, default=0, help="validate every N steps (0: at the end only)")
     parser.add_argument("--valid-limit", type=int, default=None, help="validate on the first N validation triples")
     parser.add_argument("--eval-batch-size", type=int, default=16)
-    parser.add_argument("--out-dir", default=None, help="write model_step_<n>.pth / best.pth here")
+    parser.add_argument("--out-dir", default=None, help="write model_step_<n>.pth / best.pth / last.pth here")
+    parser.add_argument("--save-every", type=int, default=100, help="with --out-dir: write last.pth (the full training "
+                        "state) every N steps (default 100; 0: only at the end); also written on SIGTERM / SIGINT")
     parser.add_argument("--test", action="store_true", help="after training, evaluate on the test split")
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--kmas-temperature", type=float, default=None, help="KMAS relation-softmax temperature")
@@ -128,11 +152,70 @@ def train_main(argv=None) -> int:
     parser.add_argument("--kmas-peak-step", type=int, default=None, help="step of the largest hard share (default 40%%)")
     parser.add_argument("--kmas-max-ratio", type=float, default=None, help="hard share at the peak (default 0.5)")
     parser.add_argument("--kmas-final-ratio", type=float, default=None, help="hard share at the end (default 0.1)")
+    parser.add_argument("--log-negatives", metavar="FILE", default=None, help="debugging / tests: append every step's "
+                        "(B, 1 + k, 3) batch, negatives included, as a JSON line to FILE (FILE.rank<r> under DDP)")
+    return parser
+
+
+def _absolute_paths_in(options: dict) -> None:
+    """Stored options must still name the same files when --resume runs from another folder."""
+    if options.get("inductive"):
+        options["inductive"] = [os.path.abspath(p) for p in options["inductive"]]
+    for name in ("transductive", "checkpoint", "out_dir"):
+        if options.get(name):
+            options[name] = os.path.abspath(options[name])
+
+
+def _resumed_args(parser: argparse.ArgumentParser, args: argparse.Namespace, argv) -> tuple[argparse.Namespace, dict]:
+    """The stored options of ``args.resume``'s run, with the overridable ones given now."""
+    state = load_training_state(args.resume)
+    only_given = _train_parser()
+    for action in only_given._actions:  # absent options stay absent (set_defaults would type-convert SUPPRESS)
+        action.default = argparse.SUPPRESS
+    given = vars(only_given.parse_args(argv))  # only the options on this command line
+    _absolute_paths_in(given)
+    stored = dict(state["options"])
+    conflicts = [f"--{k.replace('_', '-')} {v!r} (stored: {stored.get(k)!r})" for k, v in given.items()
+                 if k not in RESUME_OVERRIDABLE and stored.get(k) != v]
+    if conflicts:
+        parser.error("--resume continues a run with the options it was started with; these differ: " + ", ".join(conflicts))
+    unknown = sorted(set(stored) - set(vars(args)))
+    if unknown:
+        parser.error(f"--resume {args.resume}: stored options {unknown} are unknown to this kmas-train")
+    resumed = argparse.Namespace(**{**vars(args), **stored, **{k: v for k, v in given.items() if k in RESUME_OVERRIDABLE}})
+    resumed.out_dir = os.path.abspath(args.resume)  # the folder it is in now, even if it moved
+    return resumed, state
+
+
+def train_main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _train_parser()
     args = parser.parse_args(argv)
-    device = setup_distributed(args.device)
-    split = _load_split(args)
-    _set_threads(args, device, split.train.num_nodes)
-    model = load_checkpoint(args.checkpoint) if args.checkpoint else Ultra()
+    state = None
+    try:
+        if args.resume:
+            args, state = _resumed_args(parser, args, argv)
+        else:
+            _absolute_paths_in(vars(args))
+            for name in ("steps", "save_every"):
+                if getattr(args, name) < (1 if name == "steps" else 0):
+                    parser.error(f"--{name.replace('_', '-')} must be >= {1 if name == 'steps' else 0}, got {getattr(args, name)}")
+        device = setup_distributed(args.device)
+        split = _load_split(args)
+        _set_threads(args, device, split.train.num_nodes)
+        torch.manual_seed(args.seed)  # the initial weights follow --seed
+        if state is not None:
+            model = Ultra(**state["architecture"])  # weights: from the state, inside train()
+        elif args.checkpoint:
+            model = load_checkpoint(args.checkpoint)
+            arch = architecture_of(model)
+            for name in ("dim", "num_layers"):
+                if getattr(args, name) is not None and getattr(args, name) != arch[name]:
+                    parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} differs from --checkpoint's {arch[name]}")
+        else:
+            model = Ultra(dim=args.dim or DIM, num_layers=args.num_layers or NUM_LAYERS)
+    except CheckpointError as error:
+        parser.exit(2, f"kmas-train: error: {error}\n")
     kmas_options = {"backend": args.kmas_backend}
     if args.kmas_temperature is not None:
         kmas_options["temperature"] = args.kmas_temperature
@@ -143,12 +226,21 @@ def train_main(argv=None) -> int:
         from kmas_kernels import HardRatioSchedule
 
         kmas_options["schedule"] = HardRatioSchedule(args.steps, **{k: v for k, v in schedule.items() if v is not None})
-    summary = train(model, split, steps=args.steps, batch_size=args.batch_size, num_negative=args.num_negative, lr=args.lr,
-                    negatives=args.negatives, adversarial_temperature=args.adversarial_temperature,
-                    valid_every=args.valid_every, valid_limit=args.valid_limit, eval_batch_size=args.eval_batch_size,
-                    out_dir=args.out_dir, device=device, seed=args.seed, progress=not args.no_progress,
-                    kmas_options=kmas_options)
+    options = {k: v for k, v in vars(args).items() if k not in TRANSIENT_OPTIONS}
     _, rank = world()
+    try:
+        summary = train(model, split, steps=args.steps, batch_size=args.batch_size, num_negative=args.num_negative, lr=args.lr,
+                        negatives=args.negatives, adversarial_temperature=args.adversarial_temperature,
+                        valid_every=args.valid_every, valid_limit=args.valid_limit, eval_batch_size=args.eval_batch_size,
+                        out_dir=args.out_dir, device=device, seed=args.seed, progress=not args.no_progress,
+                        kmas_options=kmas_options, save_every=args.save_every, resume=state, options=options,
+                        negatives_log=args.log_negatives)
+    except TrainingInterrupted as stopped:
+        if rank == 0:
+            print(f"kmas-train: {stopped}; continue with: kmas-train --resume {args.out_dir}", file=sys.stderr)
+            print(json.dumps({"interrupted": signal.Signals(stopped.signum).name, "steps": stopped.step,
+                              "checkpoint": str(stopped.path) if stopped.path else None}), flush=True)
+        return 128 + stopped.signum
     result = {k: v for k, v in summary.items() if k != "losses"}
     result["dataset"] = split.name
     if args.test and rank == 0:

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from kmas_kernels.core.files import CheckpointError, load_torch_file
+
 DIM = 64
 NUM_LAYERS = 6
 
@@ -156,10 +158,77 @@ class Ultra(nn.Module):
         return self.entity_model(data, relation_representations, batch)
 
 
+ARCHITECTURE_KEYS = ("dim", "num_layers", "flow")
+
+
+def architecture_of(model: Ultra) -> dict:
+    """The constructor arguments of ``model`` as a plain dict: ``Ultra(**architecture_of(model))``
+    builds the same shapes. Checkpoints store it under ``"architecture"`` (plain data, so they load
+    with ``weights_only=True``)."""
+    rel = model.relation_model
+    return {"dim": int(rel.dim), "num_layers": len(rel.layers), "flow": str(rel.layers[0].flow)}
+
+
+def _check_architecture(value, path) -> dict:
+    if not isinstance(value, dict) or set(value) - set(ARCHITECTURE_KEYS):
+        raise CheckpointError(f"checkpoint {path}: 'architecture' must be a dict with keys among {ARCHITECTURE_KEYS}, got {value!r}")
+    for key in ("dim", "num_layers"):
+        if key in value and (isinstance(value[key], bool) or not isinstance(value[key], int) or value[key] < 1):
+            raise CheckpointError(f"checkpoint {path}: architecture {key} must be an int >= 1, got {value[key]!r}")
+    if "flow" in value and value["flow"] not in ("rspmm", "pyg"):
+        raise CheckpointError(f"checkpoint {path}: architecture flow must be 'rspmm' or 'pyg', got {value['flow']!r}")
+    return dict(value)
+
+
+def _infer_architecture(weights: dict) -> dict:
+    """dim and num_layers read off an ULTRA state dict (the public checkpoints store no architecture)."""
+    arch = {}
+    first = weights.get("relation_model.layers.0.linear.weight")
+    if isinstance(first, torch.Tensor) and first.dim() == 2:
+        arch["dim"] = int(first.shape[0])
+    layers = {key.split(".")[2] for key in weights if key.startswith("relation_model.layers.") and key.count(".") >= 3}
+    if layers and all(layer.isdigit() for layer in layers):
+        arch["num_layers"] = len(layers)
+    return arch
+
+
 def load_checkpoint(path, model: Ultra | None = None, map_location="cpu", strict: bool = True) -> Ultra:
-    """Load a ULTRA checkpoint ({"model": state_dict, ...}) into ``model`` (a new Ultra by default)."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    state = state["model"] if isinstance(state, dict) and "model" in state else state
-    model = Ultra() if model is None else model
-    model.load_state_dict(state, strict=strict)
+    """Load a ULTRA checkpoint into ``model`` (by default a new :class:`Ultra` of the stored architecture).
+
+    Accepts ULTRA's layout ``{"model": state_dict, ...}`` and a bare state dict. The file is read
+    with ``torch.load(weights_only=True)``: nothing in it can run. The architecture comes from the
+    checkpoint's ``"architecture"`` dict when present, else from the tensor shapes (ULTRA's files).
+
+    Raises:
+        CheckpointError (a ValueError): naming ``path`` and the problem: missing file, folder,
+            truncated file, a pickle needing Python globals, no state dict inside, or a state dict
+            of another architecture (missing / unexpected / mis-shaped tensors).
+    """
+    raw = load_torch_file(path, map_location=map_location)
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"checkpoint {path}: holds a {type(raw).__name__}, not a dict with a 'model' state dict")
+    weights = raw["model"] if "model" in raw else raw
+    if not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"checkpoint {path}: 'model' must be a non-empty state dict, got {type(weights).__name__}")
+    not_tensors = [key for key, value in weights.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"checkpoint {path}: not a state dict, entries {not_tensors[:5]} are not named tensors "
+                              f"(top-level keys: {sorted(map(str, raw))[:10]})")
+    stored = _check_architecture(raw["architecture"], path) if "architecture" in raw else None
+    if model is None:
+        model = Ultra(**(stored if stored is not None else _infer_architecture(weights)))
+    elif stored is not None and {k: v for k, v in architecture_of(model).items() if k in stored} != stored:
+        raise CheckpointError(f"checkpoint {path}: architecture {stored} differs from the given model's {architecture_of(model)}")
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    mis_shaped = [f"{key} {tuple(weights[key].shape)} vs {tuple(expected[key].shape)}"
+                  for key in expected if key in weights and weights[key].shape != expected[key].shape]
+    if mis_shaped or (strict and (missing or unexpected)):
+        parts = [f"{len(missing)} missing (e.g. {missing[:3]})" if missing else "",
+                 f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})" if unexpected else "",
+                 f"{len(mis_shaped)} of another shape (e.g. {mis_shaped[:2]})" if mis_shaped else ""]
+        raise CheckpointError(f"checkpoint {path}: its state dict does not fit Ultra({architecture_of(model)}): "
+                              + "; ".join(p for p in parts if p))
+    model.load_state_dict(weights, strict=strict)
     return model

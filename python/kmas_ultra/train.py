@@ -1,30 +1,55 @@
-"""ULTRA's training step and loop, with random / strict / KMAS negatives.
+"""ULTRA's training step and loop, with random / strict / KMAS negatives, resumable.
 
 One step (ULTRA's ``script/run.py``): draw a batch of training triples, add k negatives per row
 (first half of the rows corrupt tails, second half heads), score with the model, loss = BCE with
 self-adversarial weights (temperature 1), AdamW step. DDP as ULTRA: ``init_process_group`` when
 WORLD_SIZE > 1, a DistributedSampler over the training triples, the model wrapped in
 DistributedDataParallel; rank 0 validates and writes checkpoints.
+
+Resuming (beyond ULTRA, which keeps per-epoch weights only): with ``out_dir``, ``last.pth`` holds
+the whole training state (see :func:`training_state`), written atomically every ``save_every``
+steps, at the end, and when SIGTERM / SIGINT arrives; ``train(..., resume=load_training_state(dir))``
+continues from it and draws what the uninterrupted run would have drawn: same batches, same
+negatives (the KMAS cache travels in the file), same torch RNG stream on every rank.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import distributed as dist
 from torch import nn
 from torch.utils import data as torch_data
 
+from kmas_kernels.core.files import CheckpointError, atomic_save, load_torch_file, temp_name_prefix
+
 from .data import Graph, triples_of
+from .model import architecture_of
 from .tasks import evaluate, negative_sampling, self_adversarial_bce
 
 NEGATIVE_MODES = ("random", "strict", "kmas")
+LAST_CHECKPOINT = "last.pth"
+CHECKPOINT_FORMAT = "kmas_ultra.train/1"
+TRAINING_STATE_KEYS = ("format", "model", "architecture", "optimizer", "step", "data_order", "world_size", "ranks",
+                       "best", "history", "losses", "validated_at", "options")
+
+
+class TrainingInterrupted(Exception):
+    """Raised by :func:`train` after SIGTERM / SIGINT once the state is saved in ``path``."""
+
+    def __init__(self, signum: int, step: int, path: Path | None) -> None:
+        self.signum, self.step, self.path = signum, step, path
+        where = f"state saved in {path}" if path else "nothing saved (no out_dir)"
+        super().__init__(f"{signal.Signals(signum).name} at step {step}: {where}")
 
 
 def world() -> tuple[int, int]:
@@ -77,16 +102,84 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, data: Graph, 
     return float(loss.detach())
 
 
+def _rng_state(device: torch.device) -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def load_training_state(path: str | Path) -> dict:
+    """Read a training checkpoint (``DIR/last.pth``, or DIR itself) safely and check its layout.
+
+    Raises CheckpointError (a ValueError) naming the file when it is missing, unreadable, needs
+    Python globals, or lacks any of :data:`TRAINING_STATE_KEYS`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / LAST_CHECKPOINT
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {path}: no such file, so nothing to resume in {path.parent} "
+                                  f"(a run writes it when started with --out-dir)")
+    state = load_torch_file(path)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"checkpoint {path}: not a kmas-train training state (format {got!r}, "
+                              f"expected {CHECKPOINT_FORMAT!r}); model-only checkpoints go to --checkpoint")
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: training state lacks {missing}")
+    return state
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files that a killed write left behind (never loaded; see kmas_kernels.core.files)."""
+    for stale in out.glob(temp_name_prefix("*.pth") + "*"):
+        stale.unlink(missing_ok=True)
+
+
+class _StopRequests:
+    """SIGTERM / SIGINT set a flag that the loop reads between steps (a second signal acts as usual)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.signum = 0
+        self.previous: dict[int, Any] = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))
+
+    def close(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+
 def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_negative: int = 512, lr: float = 5e-4,
           negatives: str = "strict", adversarial_temperature: float = 1.0, valid_every: int = 0,
           valid_limit: int | None = None, eval_batch_size: int = 16, out_dir: str | Path | None = None,
           device: torch.device | str = "cpu", seed: int = 0, progress: bool = True, kmas_options: dict | None = None,
-          log: Callable[[str], None] | None = None) -> dict:
+          log: Callable[[str], None] | None = None, save_every: int = 0, resume: dict | None = None,
+          options: dict | None = None, negatives_log: str | Path | None = None) -> dict:
     """Train ``model`` on ``split.train`` for ``steps`` steps; returns a summary dict.
 
     Validation (rank 0) every ``valid_every`` steps (0: only at the end) on the first
     ``valid_limit`` validation triples; each validation writes ``model_step_<n>.pth`` in
-    ``out_dir`` ({"model", "optimizer", "step", "metrics"}) and the best by MRR is ``best.pth``.
+    ``out_dir`` ({"model", "architecture", "optimizer", "step", "metrics"}) and the best by MRR is
+    ``best.pth``. With ``out_dir``, ``last.pth`` (the full state, :data:`TRAINING_STATE_KEYS`) is
+    written every ``save_every`` steps (0: never mid-run), at the end, and on SIGTERM / SIGINT,
+    after which :class:`TrainingInterrupted` is raised. ``resume``: a state from
+    :func:`load_training_state` (the other arguments must be the ones it was started with; the CLI
+    takes them from ``state["options"]``). ``options`` (plain data) is stored in the checkpoints.
+    ``negatives_log`` (debugging / tests): append each step's (B, 1 + k, 3) batch as a JSON line
+    to this file (``<file>.rank<r>`` under DDP).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     world_size, rank = world()
@@ -98,26 +191,63 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
     valid_filter = split.valid_filter.to(device)
     triples = triples_of(train_data)
     sampler = torch_data.DistributedSampler(triples, num_replicas=world_size, rank=rank, seed=seed, drop_last=False)
-    loader = torch_data.DataLoader(triples, batch_size=batch_size, sampler=sampler, drop_last=len(triples) > batch_size)
+    # the loader's own generator (it seeds workers only) keeps the global RNG stream to the steps, so
+    # that (epoch, batches done) and the saved RNG state pin down the rest of the run
+    loader = torch_data.DataLoader(triples, batch_size=batch_size, sampler=sampler, drop_last=len(triples) > batch_size,
+                                   generator=torch.Generator().manual_seed(seed + rank))
+    num_batches = len(loader)
+    if num_batches == 0:
+        raise ValueError(f"batch_size={batch_size}: no full batch in {len(triples)} training triples over {world_size} rank(s)")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     sample = make_negative_sampler(negatives, model, train_data, steps, seed=seed, kmas_options=kmas_options)
-    parallel = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world_size > 1 else model
+    negative_sampler = getattr(sample, "sampler", None)
     out = Path(out_dir) if out_dir else None
     if out is not None and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out)
+
+    losses, history = [], []
+    best = {"mrr": -math.inf, "step": None}
+    step, epoch, batches_done, validated_at = 0, 0, 0, None
+    if resume is not None:
+        if resume["world_size"] != world_size:
+            raise ValueError(f"resume: the run was saved with {resume['world_size']} process(es), this one has {world_size}; "
+                             "resume with the same number")
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        step = int(resume["step"])
+        epoch, batches_done = int(resume["data_order"]["epoch"]), int(resume["data_order"]["batches_done"])
+        losses, history = list(resume["losses"]), list(resume["history"])
+        best = dict(resume["best"])
+        validated_at = resume["validated_at"]
+        rank_state = resume["ranks"][rank]
+        if negative_sampler is not None:
+            if rank_state["negative_sampler"] is None:
+                raise ValueError("resume: the saved run drew no KMAS negatives, this one does (--negatives differs?)")
+            negative_sampler.load_state_dict(rank_state["negative_sampler"])
+        log(f"resuming at step {step} of {steps} (epoch {epoch}, batch {batches_done})")
+    parallel = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world_size > 1 else model
+
+    if negatives_log is not None:
+        log_path = Path(f"{negatives_log}.rank{rank}" if world_size > 1 else negatives_log)
+        draw = sample
+
+        def sample(data, batch, k):  # noqa: F811  (the same sampler, logging what it drew)
+            drawn = draw(data, batch, k)
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"step": step, "rank": rank, "batch": drawn.tolist()}) + "\n")
+            return drawn
 
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, desc=f"train[{negatives}]", unit="step", file=sys.stderr)
-    losses, history = [], []
-    best = {"mrr": -math.inf, "step": None}
-    step, epoch = 0, 0
+        bar = tqdm(total=steps, initial=step, desc=f"train[{negatives}]", unit="step", file=sys.stderr)
     start = time.perf_counter()
     parallel.train()
 
     def validate() -> None:
+        nonlocal validated_at
         if rank == 0:
             queries = triples_of(valid_data)
             if valid_limit:
@@ -127,38 +257,83 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
             history.append({"step": step, **metrics})
             log(f"step {step}: valid mrr {metrics['mrr']:.4f} hits@10 {metrics['hits@10']:.4f} ({metrics['num_ranks']} ranks)")
             if out is not None:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "metrics": metrics}
-                torch.save(state, out / f"model_step_{step}.pth")
+                state = {"model": model.state_dict(), "architecture": architecture_of(model),
+                         "optimizer": optimizer.state_dict(), "step": step, "metrics": metrics}
+                atomic_save(state, out / f"model_step_{step}.pth")
                 if metrics["mrr"] > best["mrr"]:
-                    torch.save(state, out / "best.pth")
+                    atomic_save(state, out / "best.pth")
             if metrics["mrr"] > best["mrr"]:
                 best.update(mrr=metrics["mrr"], step=step)
             parallel.train()
+        validated_at = step
         if world_size > 1:
             dist.barrier()
 
-    while step < steps:
-        sampler.set_epoch(epoch)
-        for batch in loader:
-            if step >= steps:
-                break
-            loss = train_step(parallel, optimizer, train_data, batch.to(device), sample, num_negative, adversarial_temperature)
-            losses.append(loss)
-            step += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if valid_every and step % valid_every == 0 and step < steps:
-                validate()
-        epoch += 1
-    if bar is not None:
-        bar.close()
-    validate()
-    if hasattr(sample, "sampler") and hasattr(sample.sampler, "close"):
-        sample.sampler.close()
+    def save_last() -> None:
+        """Every rank contributes its RNG and sampler state; rank 0 writes one file, so the ranks
+        can never be restored from different steps."""
+        mine = {"rng": _rng_state(device),
+                "negative_sampler": negative_sampler.state_dict() if negative_sampler is not None else None}
+        ranks = [mine]
+        if world_size > 1:
+            ranks = [None] * world_size if rank == 0 else None
+            dist.gather_object(mine, ranks, dst=0)
+        if rank == 0 and out is not None:
+            atomic_save(training_state(model, optimizer, step=step, epoch=epoch, batches_done=batches_done,
+                                       world_size=world_size, ranks=ranks, best=best, history=history, losses=losses,
+                                       validated_at=validated_at, options=options), out / LAST_CHECKPOINT)
+        if world_size > 1:
+            dist.barrier()
+
+    stop = _StopRequests(enabled=out is not None)
+    try:
+        if resume is not None:  # last, so that nothing above moves the restored stream
+            _set_rng_state(resume["ranks"][rank]["rng"], device)
+        while step < steps:
+            sampler.set_epoch(epoch)
+            batches = iter(loader)
+            for _ in range(batches_done):  # resuming inside an epoch: the batches already trained on
+                next(batches)
+            for batch in batches:
+                loss = train_step(parallel, optimizer, train_data, batch.to(device), sample, num_negative, adversarial_temperature)
+                losses.append(loss)
+                step += 1
+                batches_done += 1
+                if batches_done == num_batches:
+                    epoch, batches_done = epoch + 1, 0
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                if valid_every and step % valid_every == 0 and step < steps:
+                    validate()
+                signum = stop.signum
+                if world_size > 1 and out is not None:  # every rank stops at the same step
+                    flag = torch.tensor([signum], device=device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    signum = int(flag)
+                if out is not None and ((save_every and step % save_every == 0) or signum):
+                    save_last()
+                if signum:
+                    raise TrainingInterrupted(signum, step, out / LAST_CHECKPOINT if out is not None else None)
+                if step >= steps:
+                    break
+        if bar is not None:
+            bar.close()
+            bar = None
+        if validated_at != step:
+            validate()
+        if out is not None:
+            save_last()
+    finally:
+        stop.close()
+        if bar is not None:
+            bar.close()
+        if negative_sampler is not None and hasattr(negative_sampler, "close"):
+            negative_sampler.close()
     return {
         "steps": step,
         "negatives": negatives,
+        "resumed_from_step": int(resume["step"]) if resume is not None else None,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "mean_loss_first_10pct": sum(losses[: max(1, len(losses) // 10)]) / max(1, len(losses[: max(1, len(losses) // 10)])) if losses else None,
@@ -168,4 +343,32 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
         "best_valid_mrr": best["mrr"],
         "best_step": best["step"],
         "seconds": time.perf_counter() - start,
+    }
+
+
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, *, step: int, epoch: int, batches_done: int,
+                   world_size: int, ranks: list, best: dict, history: list, losses: list, validated_at: int | None,
+                   options: dict | None) -> dict:
+    """The content of ``last.pth``: tensors and plain containers only (loads with weights_only=True).
+
+    ``model`` (ULTRA's key: ULTRA's code and kmas-eval read it as is), ``architecture``, ``optimizer``,
+    ``step``, ``data_order`` ({"epoch", "batches_done"}: the DistributedSampler's epoch and the
+    batches of it already trained on), ``world_size``, ``ranks`` (per rank: torch RNG states and
+    the KMAS sampler's state dict or None), ``best`` ({"mrr", "step"}), ``history`` (validation
+    metrics), ``losses``, ``validated_at``, ``options`` (what the run was started with).
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "architecture": architecture_of(model),
+        "optimizer": optimizer.state_dict(),
+        "step": int(step),
+        "data_order": {"epoch": int(epoch), "batches_done": int(batches_done)},
+        "world_size": int(world_size),
+        "ranks": ranks,
+        "best": {"mrr": float(best["mrr"]), "step": best["step"]},
+        "history": history,
+        "losses": [float(loss) for loss in losses],
+        "validated_at": validated_at,
+        "options": dict(options or {}),
     }
