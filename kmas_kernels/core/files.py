@@ -138,7 +138,12 @@ def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"checkpoint {path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path}: is a directory, not a checkpoint file")
-    if path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({error.strerror or error})") from None
+    if empty:
         raise CheckpointError(f"checkpoint {path}: the file is empty (a write that never finished?)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -151,9 +156,7 @@ def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
             f"and loading those could run code ({detail.strip()}). Only files loadable with "
             f"torch.load(weights_only=True) are accepted; re-save the state dicts alone if you trust the file."
         ) from None
-    except OSError as error:
-        raise CheckpointError(f"checkpoint {path}: cannot be read ({error.strerror or error})") from None
-    except Exception as error:  # noqa: BLE001  (torch raises RuntimeError, EOFError, KeyError ... on damaged files)
+    except Exception as error:  # noqa: BLE001  (torch raises RuntimeError, OSError, EOFError, KeyError ... on damaged files)
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(
             f"checkpoint {path}: truncated or corrupt, not a file torch.save wrote ({type(error).__name__}: {message})"
