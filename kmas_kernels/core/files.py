@@ -147,15 +147,17 @@ def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"checkpoint {path}: the file is empty (a write that never finished?)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch's restricted unpickler: the file asks for a Python global (class or function)
-        first = str(error).strip().splitlines()
-        detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
-        raise CheckpointError(
-            f"checkpoint {path}: refused, it holds Python objects beyond tensors and plain containers, "
-            f"and loading those could run code ({detail.strip()}). Only files loadable with "
-            f"torch.load(weights_only=True) are accepted; re-save the state dicts alone if you trust the file."
-        ) from None
+    except pickle.UnpicklingError as error:  # torch's restricted unpickler refused something
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[-1] if lines else "")
+        if "GLOBAL" in detail:  # the file asks for a Python class or function: the road to running code
+            raise CheckpointError(
+                f"checkpoint {path}: refused, it holds Python objects beyond tensors and plain containers, "
+                f"and loading those could run code ({detail}). Only files loadable with "
+                f"torch.load(weights_only=True) are accepted; re-save the state dicts alone if you trust the file."
+            ) from None
+        raise CheckpointError(f"checkpoint {path}: truncated or corrupt, or a pickle torch.load(weights_only=True) "
+                              f"cannot read ({detail})") from None
     except Exception as error:  # noqa: BLE001  (torch raises RuntimeError, OSError, EOFError, KeyError ... on damaged files)
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(

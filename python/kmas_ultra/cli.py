@@ -126,7 +126,7 @@ def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kmas-train", description="ULTRA training with random / strict / KMAS negatives.")
     parser.add_argument("--checkpoint", help="start from this checkpoint's weights (default: from scratch)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR/last.pth, with the options it was "
-                        "started with (only --device, --threads, --no-progress may be given again)")
+                        "started with (only --device, --threads, --no-progress, --log-negatives may be given again)")
     _add_data_args(parser)
     parser.add_argument("--dim", type=int, help=f"hidden size of a model trained from scratch (default {DIM}, ULTRA's)")
     parser.add_argument("--num-layers", type=int, help=f"layers per NBFNet of a model trained from scratch (default {NUM_LAYERS})")
