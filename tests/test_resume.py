@@ -213,6 +213,9 @@ def test_sigkill_then_kill_while_writing_then_resume(reference, tmp_path):
     assert lines3[-1]["step"] == STEPS - 1
     assert not list(run.glob(temp_name_prefix("last.pth") + "*")), "stale temporary files are cleaned on resume"
     _assert_same_run(ref_dir / "last.pth", run / "last.pth")
+    from kmas_ultra import load_checkpoint  # last.pth keeps ULTRA's layout: kmas-eval reads it as a checkpoint
+
+    assert load_checkpoint(run / "last.pth").relation_model.dim == 8
     # the validation checkpoints match too (same steps, same weights), and load like ULTRA's
     for path in sorted(ref_dir.glob("model_step_*.pth")) + [ref_dir / "best.pth"]:
         ours = _weights(run / path.name)
@@ -310,3 +313,54 @@ def test_ddp_two_ranks_sigkill_and_resume(tmp_path):
         _assert_same_draws(ref_lines[rank], lines, saved["step"])
         assert lines[-1]["step"] == STEPS - 1
     _assert_same_run(ref / "last.pth", run / "last.pth")
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["epoch end", "inside an epoch"])
+def test_resume_in_process_restores_the_torch_rng_stream(tmp_path, where):
+    """Strict random negatives come from torch's global RNG: a run that dies right after a save at
+    an epoch's end, or inside an epoch, resumes on the uninterrupted run's stream (the two cases
+    restore the RNG on either side of the draw that starting an epoch makes)."""
+    from kmas_ultra import Ultra, synthetic_split, triples_of
+    from kmas_ultra.train import train
+
+    torch.set_num_threads(1)
+    split = synthetic_split(30, 4, 4, 100, seed=3)
+    batches_per_epoch = triples_of(split.train).shape[0] // 8
+    save_every = batches_per_epoch if where == "epoch end" else batches_per_epoch - 2
+    steps = 2 * batches_per_epoch + 3
+    options = dict(steps=steps, batch_size=8, num_negative=6, negatives="strict", progress=False, seed=3,
+                   save_every=save_every, log=lambda msg: None)
+
+    def model():
+        torch.manual_seed(0)
+        return Ultra(dim=4, num_layers=1)
+
+    reference = model()
+    train(reference, split, out_dir=tmp_path / "reference", negatives_log=tmp_path / "reference.jsonl", **options)
+
+    dying = model()
+    forward, calls = dying.forward, []
+
+    def forward_then_die(data, batch):
+        calls.append(1)
+        if len(calls) == save_every + 2:  # dies in the second step after the save
+            raise Crash
+        return forward(data, batch)
+
+    dying.forward = forward_then_die
+    with pytest.raises(Crash):
+        train(dying, split, out_dir=tmp_path / "run", **options)
+    state = load_training_state(tmp_path / "run")
+    assert state["step"] == save_every
+    assert state["data_order"] == ({"epoch": 1, "batches_done": 0} if where == "epoch end"
+                                   else {"epoch": 0, "batches_done": save_every})
+    resumed = model()
+    summary = train(resumed, split, out_dir=tmp_path / "run", resume=state, negatives_log=tmp_path / "resumed.jsonl", **options)
+    assert summary["resumed_from_step"] == save_every
+    _assert_same_draws(_read_log(tmp_path / "reference.jsonl"), _read_log(tmp_path / "resumed.jsonl"), save_every)
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=1e-5, atol=1e-6)

@@ -191,10 +191,7 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
     valid_filter = split.valid_filter.to(device)
     triples = triples_of(train_data)
     sampler = torch_data.DistributedSampler(triples, num_replicas=world_size, rank=rank, seed=seed, drop_last=False)
-    # the loader's own generator (it seeds workers only) keeps the global RNG stream to the steps, so
-    # that (epoch, batches done) and the saved RNG state pin down the rest of the run
-    loader = torch_data.DataLoader(triples, batch_size=batch_size, sampler=sampler, drop_last=len(triples) > batch_size,
-                                   generator=torch.Generator().manual_seed(seed + rank))
+    loader = torch_data.DataLoader(triples, batch_size=batch_size, sampler=sampler, drop_last=len(triples) > batch_size)
     num_batches = len(loader)
     if num_batches == 0:
         raise ValueError(f"batch_size={batch_size}: no full batch in {len(triples)} training triples over {world_size} rank(s)")
@@ -286,14 +283,22 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
             dist.barrier()
 
     stop = _StopRequests(enabled=out is not None)
+    # Restored last, so that nothing above moves it. Starting an epoch (iter(loader)) draws one
+    # number from the global RNG: a state saved at an epoch's end is restored before that draw,
+    # one saved inside an epoch after it (and after skipping the batches already trained on).
+    rng_to_restore = resume["ranks"][rank]["rng"] if resume is not None else None
     try:
-        if resume is not None:  # last, so that nothing above moves the restored stream
-            _set_rng_state(resume["ranks"][rank]["rng"], device)
         while step < steps:
             sampler.set_epoch(epoch)
+            if rng_to_restore is not None and batches_done == 0:
+                _set_rng_state(rng_to_restore, device)
+                rng_to_restore = None
             batches = iter(loader)
             for _ in range(batches_done):  # resuming inside an epoch: the batches already trained on
                 next(batches)
+            if rng_to_restore is not None:
+                _set_rng_state(rng_to_restore, device)
+                rng_to_restore = None
             for batch in batches:
                 loss = train_step(parallel, optimizer, train_data, batch.to(device), sample, num_negative, adversarial_temperature)
                 losses.append(loss)
