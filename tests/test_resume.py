@@ -364,3 +364,10 @@ def test_resume_in_process_restores_the_torch_rng_stream(tmp_path, where):
     _assert_same_draws(_read_log(tmp_path / "reference.jsonl"), _read_log(tmp_path / "resumed.jsonl"), save_every)
     for name, tensor in reference.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_run_does_not_overwrite_a_saved_one(reference):
+    ref_dir, _ = reference
+    proc = subprocess.run(_cli() + TRAIN_ARGS + RUN_ARGS + ["--out-dir", str(ref_dir)], capture_output=True, text=True,
+                          env=_env(), timeout=120)
+    assert proc.returncode == 2 and f"--resume {ref_dir}" in proc.stderr

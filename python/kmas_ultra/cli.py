@@ -26,7 +26,7 @@ from kmas_kernels.core.files import CheckpointError
 
 from .model import DIM, NUM_LAYERS, Ultra, architecture_of, load_checkpoint
 from .tasks import evaluate
-from .train import NEGATIVE_MODES, TrainingInterrupted, load_training_state, setup_distributed, train, world
+from .train import LAST_CHECKPOINT, NEGATIVE_MODES, TrainingInterrupted, load_training_state, setup_distributed, train, world
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +197,9 @@ def train_main(argv=None) -> int:
             args, state = _resumed_args(parser, args, argv)
         else:
             _absolute_paths_in(vars(args))
+            if args.out_dir and os.path.exists(os.path.join(args.out_dir, LAST_CHECKPOINT)):
+                parser.error(f"--out-dir {args.out_dir} already holds a run ({LAST_CHECKPOINT}); continue it with "
+                             f"--resume {args.out_dir}, or choose another folder (starting over would overwrite it)")
             for name in ("steps", "save_every"):
                 if getattr(args, name) < (1 if name == "steps" else 0):
                     parser.error(f"--{name.replace('_', '-')} must be >= {1 if name == 'steps' else 0}, got {getattr(args, name)}")
