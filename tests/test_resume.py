@@ -274,10 +274,13 @@ def _ddp(args: list[str], env_extra: dict | None = None) -> list[subprocess.Pope
             for rank in range(2)]
 
 
-def test_ddp_two_ranks_sigkill_and_resume(tmp_path):
-    """Each rank's stream (its batches and negatives) continues where it stopped."""
+@pytest.mark.parametrize("negatives", ["kmas", "strict"])
+def test_ddp_two_ranks_sigkill_and_resume(tmp_path, negatives):
+    """Each rank's stream (its batches and negatives) continues where it stopped: the KMAS cache of
+    each rank, and (strict random negatives) each rank's torch RNG stream."""
     ddp_args = TRAIN_ARGS[:]
     ddp_args[ddp_args.index("--batch-size") + 1] = "4"  # each rank gets half of ~90 triples
+    ddp_args[ddp_args.index("--negatives") + 1] = negatives
     ref = tmp_path / "reference"
     procs = _ddp(ddp_args + ["--out-dir", str(ref), "--log-negatives", str(tmp_path / "ref.jsonl")])
     summaries = [_finish(p) for p in procs]
