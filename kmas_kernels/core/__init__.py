@@ -1,4 +1,5 @@
-"""The core floor: index, validation, the random stream, relation weights and the reference.
+"""The core floor: index, validation, the random stream, relation weights, the reference, and files
+(atomic writes, safe torch loading: ``core.files``).
 
 Nothing here knows about backends or ULTRA; everything above builds on it.
 """

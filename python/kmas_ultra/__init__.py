@@ -10,12 +10,14 @@ Console scripts: ``kmas-eval`` and ``kmas-train``.
 """
 
 from .data import Graph, Split, build_relation_graph, load_inductive, load_transductive, make_graph, synthetic_split, triples_of
+from kmas_kernels.core.files import CheckpointError
+
 from .model import EntityNBFNet, RelNBFNet, Ultra, load_checkpoint
 from .tasks import (all_negative, compute_ranking, edge_match, evaluate, negative_sampling, self_adversarial_bce,
                     strict_negative_mask)
 
 __all__ = [
     "Graph", "Split", "build_relation_graph", "load_inductive", "load_transductive", "make_graph", "synthetic_split",
-    "triples_of", "EntityNBFNet", "RelNBFNet", "Ultra", "load_checkpoint", "all_negative", "compute_ranking",
+    "triples_of", "CheckpointError", "EntityNBFNet", "RelNBFNet", "Ultra", "load_checkpoint", "all_negative", "compute_ranking",
     "edge_match", "evaluate", "negative_sampling", "self_adversarial_bce", "strict_negative_mask",
 ]
