@@ -26,8 +26,6 @@ Writes benchmarks/results/draw_test_share.json (atomically).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 import torch
 
 from kmas_kernels import KGIndex
+from kmas_kernels.core.files import atomic_write_json
 from kmas_kernels.core.philox import GUMBEL_MAX, random_uint32
 from kmas_kernels.core.problem import prepare_problem
 from kmas_kernels.core.reference import candidate_keys, candidate_probability, reference_top_k
@@ -171,12 +170,7 @@ def main(argv=None) -> int:
                   f"logs {100 * c['logs_share']:6.2f} %  enter {100 * c['enter_share']:6.3f} %  "
                   f"groups paying logs {100 * c['group_logs_share']:6.2f} %", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, args.out)
+    atomic_write_json(result, args.out, indent=1)
     print(f"wrote {args.out}")
     return 0
 

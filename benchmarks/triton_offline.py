@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import subprocess
@@ -100,12 +99,9 @@ def main(argv=None) -> int:
 def _write(path: Path, rows: list) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": platform.node(), "python": platform.python_version(), "configs": rows}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from kmas_kernels.core.files import atomic_write_json
+
+    atomic_write_json(payload, path, indent=1)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kmas_kernels.core.files import atomic_write_json
+
 
 @triton.jit
 def _topk_merge_kernel(x_ptr, buf_ptr, topk_ptr, merged_ptr, N: tl.constexpr, K: tl.constexpr):
@@ -72,9 +74,7 @@ def main(argv=None) -> int:
         payload = {"machine": platform.node(), "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu (interpreter)",
                    "triton": triton.__version__, "torch": torch.__version__, "ok": ok, "cases": results}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, args.out)
+        atomic_write_json(payload, args.out, indent=1)
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 
