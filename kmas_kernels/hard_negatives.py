@@ -12,6 +12,7 @@ from .core.philox import STREAM_FILL
 from .core.problem import MiningProblem, prepare_problem
 from .core.uniform import uniform_negatives
 from .core.validation import check_backend
+from .ops.hard_negatives_op import hard_negatives_traced, is_compiling
 
 DEFAULT_TEMPERATURE = 0.1
 
@@ -60,6 +61,13 @@ def hard_negatives(
             one from torch's global generator.
         backend: "auto", "triton", "cuda", "cpu" or "reference".
     """
+    if is_compiling():  # torch.compile / torch.export: one custom op, validated when it runs (kmas_kernels/ops)
+        return hard_negatives_traced(
+            index, query_entity, query_relation, relation_embeddings=relation_embeddings,
+            relation_weights=relation_weights, num_negatives=num_negatives, positive=positive, strict=strict,
+            temperature=temperature, top_relations=top_relations, temperature_gumbel=temperature_gumbel,
+            seed=seed, backend=backend,
+        )  # fmt: skip
     backend = check_backend(backend)
     problem = prepare_problem(
         index,
