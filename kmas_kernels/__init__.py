@@ -6,7 +6,8 @@
                                num_negatives=512, positive=tails, seed=0)
 
 Floors (each imports only from those below): core (index, validation, random stream, reference)
--> backends -> hard_negatives, schedule, sampler -> integrations (kmas_kernels.ultra).
+-> backends -> hard_negatives (with its torch.library op, kmas_kernels.ops), schedule, sampler
+-> integrations (kmas_kernels.ultra, kmas_kernels.pykeen: optional, imported only by the user).
 """
 
 from .backends import available_backends

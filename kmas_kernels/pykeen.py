@@ -165,6 +165,10 @@ class KMASNegativeSampler(NegativeSampler):
             raise TypeError(f"schedule must be a HardRatioSchedule, a callable step -> ratio or a float, got {type(schedule).__name__}")
         self.schedule = schedule
         self.refresh_every = check_count(refresh_every, "refresh_every")
+        check_float(temperature, "temperature", low=0.0, low_open=True)  # used here, before any mining call
+        check_float(temperature_gumbel, "temperature_gumbel", low=0.0)
+        if top_relations is not None:
+            check_count(top_relations, "top_relations")
         scheme = ("head", "tail") if corruption_scheme is None else tuple(corruption_scheme)
         if not scheme or any(side not in _SIDES for side in scheme) or len({_SIDES[s] for s in scheme}) != len(scheme):
             raise ValueError(f"corruption_scheme must be a non-empty subset of ('head', 'tail') without repeats, got {corruption_scheme!r}")

@@ -166,6 +166,10 @@ def test_bad_input(toy):
         make(toy, corruption_scheme=("head", "relation", "tail"))
     with pytest.raises(ValueError, match="refresh_every"):
         make(toy, refresh_every=0)
+    with pytest.raises(ValueError, match="temperature"):
+        make(toy, temperature=0.0)
+    with pytest.raises(TypeError, match="top_relations"):
+        make(toy, top_relations=1.5)
     with pytest.raises(ValueError, match="no model"):
         make(toy, model=None).corrupt_batch(triples[:4])
     with pytest.raises(ValueError, match="relation representations"):
