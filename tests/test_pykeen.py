@@ -9,6 +9,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_clear_import_error_without_pykeen():
@@ -69,6 +71,34 @@ def test_layout_matches_basic_sampler(toy, batch, k, scheme):
     for column in (0, 2):  # the slots whose head (tail) differs from the positive's are the basic sampler's
         assert torch.equal(ours[..., column] != positives[:, None, column], basic[..., column] != positives[:, None, column])
     assert torch.equal(ours[..., 1], positives[:, None, 1].expand(batch, k))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 12),
+    k=st.integers(1, 6),
+    ratio=st.floats(0.0, 1.0),
+    scheme=st.sampled_from([("head", "tail"), ("tail", "head"), ("tail",), ("head",)]),
+    seed=st.integers(0, 2**63 - 1),
+    offset=st.integers(0, 100),
+)
+def test_layout_and_strictness_invariants(toy, batch, k, ratio, scheme, seed, offset):
+    """Every slot corrupts exactly the side PyKEEN's split gives it, never into a training triple."""
+    triples, _ = toy
+    positives = triples[offset : offset + batch]
+    batch = positives.shape[0]
+    out = make(toy, num_negs_per_pos=k, schedule=ratio, corruption_scheme=scheme, seed=seed).corrupt_batch(positives)
+    assert out.shape == (batch, k, 3)
+    flat, repeated = out.reshape(-1, 3), positives.repeat_interleave(k, dim=0)
+    part = math.ceil(batch * k / len(scheme))
+    column = torch.tensor([{"head": 0, "tail": 2}[scheme[p // part]] for p in range(batch * k)])
+    other = 2 - column
+    slots = torch.arange(batch * k)
+    assert torch.equal(flat[slots, other], repeated[slots, other])  # the other entity and r are kept
+    assert torch.equal(flat[:, 1], repeated[:, 1])
+    assert (flat[slots, column] != repeated[slots, column]).all()
+    known = known_set(triples)
+    assert not any(tuple(t) in known for t in flat.tolist())
 
 
 def test_batch_dims_are_kept(toy):
