@@ -6,7 +6,8 @@ exists; CUDA wherever nvcc exists), and each can be forced with an environment v
 (KMAS_BUILD_CPU / KMAS_BUILD_CUDA = 0 or 1). With nothing to build, the package installs as
 pure Python and the reference backend serves every call.
 
-- ``kmas_kernels._native_cpu``: csrc/cpu + csrc/bindings, C++17, OpenMP where the compiler has it.
+- ``kmas_kernels._native_cpu``: csrc/cpu + csrc/bindings, C++17, OpenMP where the compiler has it
+  (the sampling top-k and the relational message-passing op ``rspmm``).
 - ``kmas_kernels._native_cuda``: csrc/cuda (.cu, compiled by nvcc from a custom build_ext) +
   csrc/bindings (plain C++), linked with the static CUDA runtime, so importing it needs no
   libcudart (only a driver to run). Targets: KMAS_CUDA_ARCHS (default "80;90": SASS for sm_80 and
@@ -124,7 +125,7 @@ def native_extensions() -> list:
         extensions.append(
             KMASExtension(
                 "kmas_kernels._native_cpu",
-                ["csrc/bindings/cpu_module.cpp", "csrc/cpu/topk_cpu.cpp"],
+                ["csrc/bindings/cpu_module.cpp", "csrc/cpu/topk_cpu.cpp", "csrc/cpu/rspmm_cpu.cpp"],
                 optional_build=switch is None,
                 include_dirs=[pybind],
                 depends=depends,

@@ -17,9 +17,18 @@ Direction of message passing: ULTRA's fused kernel (rspmm) accumulates, for ever
 ``edge_index[0]``. The checkpoints were trained that way, so it is the default here
 (``flow="rspmm"``); ``flow="pyg"`` (into ``edge_index[1]``, PyG's message() path) exists for
 comparison only.
+
+Message passing (``message_passing=``): ``"auto"`` (default) runs the fused op
+``kmas_kernels.graph_ops.relational_spmm`` (C++/OpenMP on CPU, Triton on CUDA; no (B, E, d)
+message tensor; the graph's sorted layouts are built once per edge tensor and shared by the
+layers) and falls back, with a warning, to ``"reference"``: plain torch,
+``boundary.index_add(target, x[:, source] * rel)``. Both sum the same terms; results agree to
+float rounding. :func:`message_passing_path` says which one runs on a device.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -27,8 +36,36 @@ from torch.nn import functional as F
 
 from kmas_kernels.core.files import CheckpointError, load_torch_file
 
+from kmas_kernels.graph_ops import cached_csr, fused_backend, relational_spmm
+
 DIM = 64
 NUM_LAYERS = 6
+MESSAGE_PASSING = ("auto", "reference", "cpu", "triton")
+_WARNED: set[str] = set()
+
+
+def message_passing_path(device: torch.device | str = "cpu", message_passing: str = "auto",
+                         dtype: torch.dtype = torch.float32) -> str:
+    """Which message passing a model with ``message_passing`` runs on ``device``, in words."""
+    if message_passing != "auto":
+        return message_passing
+    chosen, reason = fused_backend(device, dtype)
+    return f"fused ({chosen})" if chosen else f"reference (plain torch; fused op unavailable: {reason})"
+
+
+def _resolve(message_passing: str, x: torch.Tensor) -> str:
+    if message_passing != "auto":
+        return message_passing
+    chosen, reason = fused_backend(x.device, x.dtype)
+    if chosen is None:
+        message = (f"kmas_ultra: the fused relational message passing cannot run for {x.dtype} on {x.device.type} "
+                   f"({reason}); falling back to the plain-torch reference, which is several times slower and "
+                   f"forms (B, E, d) message tensors")
+        if message not in _WARNED:
+            _WARNED.add(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return "reference"
+    return chosen
 
 
 class RelationalConv(nn.Module):
@@ -39,12 +76,16 @@ class RelationalConv(nn.Module):
     applied to the given relation representations, entity-graph layers).
     """
 
-    def __init__(self, dim: int, num_relation: int, project_relations: bool, flow: str = "rspmm") -> None:
+    def __init__(self, dim: int, num_relation: int, project_relations: bool, flow: str = "rspmm",
+                 message_passing: str = "auto") -> None:
         super().__init__()
         if flow not in ("rspmm", "pyg"):
             raise ValueError(f"flow must be 'rspmm' or 'pyg', got {flow!r}")
+        if message_passing not in MESSAGE_PASSING:
+            raise ValueError(f"message_passing must be one of {MESSAGE_PASSING}, got {message_passing!r}")
         self.dim = dim
         self.flow = flow
+        self.message_passing = message_passing
         self.project_relations = project_relations
         self.linear = nn.Linear(2 * dim, dim)
         self.layer_norm = nn.LayerNorm(dim)
@@ -56,18 +97,24 @@ class RelationalConv(nn.Module):
     def forward(self, x: torch.Tensor, boundary: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor,
                 relation: torch.Tensor | None = None) -> torch.Tensor:
         """x, boundary: (B, N, d); relation: (B, R, d) when projecting. Returns (B, N, d)."""
-        if self.flow == "rspmm":
-            target, source = edge_index[0], edge_index[1]
-        else:
-            source, target = edge_index[0], edge_index[1]
         if self.project_relations:
             if relation is None:
                 raise ValueError("entity-graph layers need the relation representations (B, R, d)")
-            rel = self.relation_projection(relation)[:, edge_type]  # (B, E, d)
+            rel = self.relation_projection(relation)  # (B, R, d), per row
         else:
-            rel = self.relation.weight[edge_type].unsqueeze(0)  # (1, E, d), shared by all rows
-        message = x[:, source] * rel  # DistMult
-        aggregate = boundary.index_add(1, target, message)  # sum, boundary as a self-message
+            rel = self.relation.weight  # (R, d), shared by all rows
+        path = _resolve(self.message_passing, x)
+        if path == "reference":
+            if self.flow == "rspmm":
+                target, source = edge_index[0], edge_index[1]
+            else:
+                source, target = edge_index[0], edge_index[1]
+            message = x[:, source] * (rel[:, edge_type] if self.project_relations else rel[edge_type].unsqueeze(0))
+            aggregate = boundary.index_add(1, target, message)  # sum, boundary as a self-message
+        else:  # fused: DistMult messages summed into their targets, boundary as a self-message
+            csr = cached_csr(edge_index, edge_type, x.shape[1], rel.shape[-2],
+                             flow="target_first" if self.flow == "rspmm" else "source_first")
+            aggregate = relational_spmm(x, rel, csr, boundary, backend=path)
         out = self.linear(torch.cat([x, aggregate], dim=-1))
         return F.relu(self.layer_norm(out))
 
@@ -75,10 +122,12 @@ class RelationalConv(nn.Module):
 class RelNBFNet(nn.Module):
     """NBFNet on the relation graph; forward(rel_graph, query) -> (B, R, d)."""
 
-    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, num_relation: int = 4, flow: str = "rspmm") -> None:
+    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, num_relation: int = 4, flow: str = "rspmm",
+                 message_passing: str = "auto") -> None:
         super().__init__()
         self.dim = dim
-        self.layers = nn.ModuleList(RelationalConv(dim, num_relation, project_relations=False, flow=flow) for _ in range(num_layers))
+        self.layers = nn.ModuleList(RelationalConv(dim, num_relation, project_relations=False, flow=flow,
+                                                   message_passing=message_passing) for _ in range(num_layers))
 
     def forward(self, rel_graph, query: torch.Tensor) -> torch.Tensor:
         batch = query.shape[0]
@@ -93,10 +142,11 @@ class RelNBFNet(nn.Module):
 class EntityNBFNet(nn.Module):
     """NBFNet on the entity graph, conditioned on relation representations; returns scores (B, 1 + k)."""
 
-    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, flow: str = "rspmm") -> None:
+    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, flow: str = "rspmm", message_passing: str = "auto") -> None:
         super().__init__()
         self.dim = dim
-        self.layers = nn.ModuleList(RelationalConv(dim, 1, project_relations=True, flow=flow) for _ in range(num_layers))
+        self.layers = nn.ModuleList(RelationalConv(dim, 1, project_relations=True, flow=flow, message_passing=message_passing)
+                                    for _ in range(num_layers))
         self.mlp = nn.Sequential(nn.Linear(2 * dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, 1))
 
     @staticmethod
@@ -147,10 +197,10 @@ class EntityNBFNet(nn.Module):
 class Ultra(nn.Module):
     """forward(data, batch) with batch (B, 1 + k, 3) of [h, t, r] -> scores (B, 1 + k)."""
 
-    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, flow: str = "rspmm") -> None:
+    def __init__(self, dim: int = DIM, num_layers: int = NUM_LAYERS, flow: str = "rspmm", message_passing: str = "auto") -> None:
         super().__init__()
-        self.relation_model = RelNBFNet(dim, num_layers, flow=flow)
-        self.entity_model = EntityNBFNet(dim, num_layers, flow=flow)
+        self.relation_model = RelNBFNet(dim, num_layers, flow=flow, message_passing=message_passing)
+        self.entity_model = EntityNBFNet(dim, num_layers, flow=flow, message_passing=message_passing)
 
     def forward(self, data, batch: torch.Tensor) -> torch.Tensor:
         query_rels = batch[:, 0, 2]
