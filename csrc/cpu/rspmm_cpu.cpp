@@ -34,11 +34,19 @@ namespace {
 constexpr int64_t FEATURE_BLOCK = 64;  // features accumulated at once (one ULTRA hidden vector)
 constexpr int64_t NODES_PER_TASK = 32;
 
-int threads_for(int num_threads) {
+constexpr int64_t WORK_PER_THREAD = 1 << 16;  // multiply-adds below which another thread costs more than it saves
+
+// Threads for `work` multiply-adds split into `tasks`: the caller's count (OpenMP's default when
+// <= 0), but no more than the tasks and one per WORK_PER_THREAD (tiny products stay on one
+// thread: waking a team costs microseconds, far more on a busy machine).
+int threads_for(int num_threads, int64_t work, int64_t tasks) {
 #ifdef _OPENMP
-    return num_threads > 0 ? num_threads : omp_get_max_threads();
+    const int64_t wanted = num_threads > 0 ? num_threads : omp_get_max_threads();
+    return (int)std::max<int64_t>(1, std::min({wanted, tasks, work / WORK_PER_THREAD}));
 #else
     (void)num_threads;
+    (void)work;
+    (void)tasks;
     return 1;
 #endif
 }
@@ -179,7 +187,7 @@ void gather(const int64_t* ptr, const int32_t* col, const int32_t* typ, const T*
     const GatherFn<T> fn = gather_fn((T*)nullptr, shared);
     const int64_t blocks = (num_out + NODES_PER_TASK - 1) / NODES_PER_TASK;
     const int64_t tasks = batch * blocks;
-    const int threads = (int)std::min<int64_t>(threads_for(num_threads), tasks);
+    const int threads = threads_for(num_threads, batch * (ptr[num_out] + num_out) * dim, tasks);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t t = 0; t < tasks; ++t) {
         const int64_t b = t / blocks, u0 = (t % blocks) * NODES_PER_TASK;
@@ -196,7 +204,7 @@ void relation_grad(const int64_t* chunk_start, const int64_t* chunk_ptr, const i
     if (!shared) {
         const int64_t tasks = batch * num_rel;
         if (tasks <= 0) return;
-        const int threads = (int)std::min<int64_t>(threads_for(num_threads), tasks);
+        const int threads = threads_for(num_threads, batch * (chunk_start[num_chunks] + num_rel) * dim, tasks);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
         for (int64_t t = 0; t < tasks; ++t) rel_grad_row_fn(a, t / num_rel, t % num_rel, grad_rel + t * dim);
         return;
@@ -204,7 +212,7 @@ void relation_grad(const int64_t* chunk_start, const int64_t* chunk_ptr, const i
     // shared: fixed chunks -> partial sums -> per relation in chunk order (independent of threads)
     std::vector<T> partial((size_t)std::max<int64_t>(num_chunks, 0) * (size_t)dim);
     if (num_chunks > 0 && batch > 0) {
-        const int threads = (int)std::min<int64_t>(threads_for(num_threads), num_chunks);
+        const int threads = threads_for(num_threads, batch * chunk_start[num_chunks] * dim, num_chunks);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
         for (int64_t c = 0; c < num_chunks; ++c) rel_grad_chunk_fn(a, batch, c, partial.data() + c * dim);
     } else {
