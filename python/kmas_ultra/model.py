@@ -115,6 +115,12 @@ class RelationalConv(nn.Module):
             csr = cached_csr(edge_index, edge_type, x.shape[1], rel.shape[-2],
                              flow="target_first" if self.flow == "rspmm" else "source_first")
             aggregate = relational_spmm(x, rel, csr, boundary, backend=path)
+            # linear([x ; aggregate]) as two products into one output (no (B, N, 2d) concatenation
+            # forward, no copies of its gradient's halves backward)
+            weight, d = self.linear.weight, x.shape[-1]
+            flat = torch.addmm(self.linear.bias, x.reshape(-1, d), weight[:, :d].t())
+            out = torch.addmm(flat, aggregate.reshape(-1, d), weight[:, d:].t()).view(*x.shape[:-1], -1)
+            return F.relu(self.layer_norm(out))
         out = self.linear(torch.cat([x, aggregate], dim=-1))
         return F.relu(self.layer_norm(out))
 
