@@ -24,7 +24,7 @@ import torch
 from .data import load_inductive, load_transductive, synthetic_split, triples_of
 from kmas_kernels.core.files import CheckpointError
 
-from .model import DIM, NUM_LAYERS, Ultra, architecture_of, load_checkpoint
+from .model import DIM, NUM_LAYERS, Ultra, architecture_of, load_checkpoint, message_passing_path
 from .tasks import evaluate
 from .train import LAST_CHECKPOINT, NEGATIVE_MODES, TrainingInterrupted, load_training_state, setup_distributed, train, world
 
@@ -88,6 +88,7 @@ def eval_main(argv=None) -> int:
     except CheckpointError as error:
         parser.exit(2, f"kmas-eval: error: {error}\n")
     model = model.to(device)
+    print(f"kmas-eval: message passing {message_passing_path(device)}", file=sys.stderr)
     data = (split.test if args.split == "test" else split.valid).to(device)
     filt = (split.test_filter if args.split == "test" else split.valid_filter).to(device)
     queries = triples_of(data)
@@ -111,6 +112,7 @@ def eval_main(argv=None) -> int:
         "load_seconds": round(load_s, 3),
         "eval_seconds": round(time.perf_counter() - start - load_s, 3),
         "device": str(device),
+        "message_passing": message_passing_path(device),
     }
     print(json.dumps(result), flush=True)
     return 0
@@ -219,6 +221,7 @@ def train_main(argv=None) -> int:
             model = Ultra(dim=args.dim or DIM, num_layers=args.num_layers or NUM_LAYERS)
     except CheckpointError as error:
         parser.exit(2, f"kmas-train: error: {error}\n")
+    print(f"kmas-train: message passing {message_passing_path(device)}", file=sys.stderr)
     kmas_options = {"backend": args.kmas_backend}
     if args.kmas_temperature is not None:
         kmas_options["temperature"] = args.kmas_temperature
