@@ -62,7 +62,6 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xticks([c + width * (len(names) - 1) / 2 for c in range(len(configs))])
     ax.set_xticklabels([f"B={cfg['batch']}, k={cfg['negatives']}" for cfg in configs])
     ax.set_ylabel("seconds per training step (median)")
-    ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title("training step by phase")
     ax = axes[1]
@@ -99,7 +98,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step_cpu.json"))
+    parser.add_argument("--replot", metavar="JSON", help="only redraw the PNG of an existing result file")
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
+        return 0
 
     import torch
 
