@@ -57,7 +57,7 @@ def main() -> None:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     sampler = KMASNegativeSampling(model, data, total_steps=args.steps, schedule=0.5, seed=args.seed, backend="auto")
-    state = sampler._graphs[id(data)]
+    state = sampler.graph(data)
     last_seen = torch.full((data.num_relations,), -1)
     triples = triples_of(data)
     g = torch.Generator().manual_seed(args.seed)
@@ -68,12 +68,12 @@ def main() -> None:
         half = args.batch // 2
         tail_row = torch.arange(args.batch) < half
         query_relation = torch.where(tail_row, r, state.index.inverse(r))
-        cached_ok = state.seen[query_relation]
+        cached_ok = state.cache.seen[query_relation]
         if cached_ok.any():
             with torch.no_grad(), sampler.paused():  # the extra pass, measurement only: not cached
                 fresh_z = model.relation_model(data.relation_graph, query=r)
             fresh = relation_weights_from_embeddings(fresh_z, query_relation, sampler.temperature, sampler.top_relations)
-            cached = state.weights(query_relation, sampler.temperature, sampler.top_relations)
+            cached = state.cache.weights(query_relation, sampler.temperature, sampler.top_relations)[0]
             tv = 0.5 * (cached - fresh).abs().sum(1)[cached_ok]
             query_entity, positive = torch.where(tail_row, h, t), torch.where(tail_row, t, h)
             common = dict(num_negatives=args.negatives, positive=positive, seed=step)

@@ -1,126 +1,140 @@
-"""The ULTRA drop-in: ``KMASNegativeSampling`` replaces ``ultra.tasks.negative_sampling``.
+"""The drop-in for ``negative_sampling`` of ULTRA and the KGFMs that copy it (TRIX, MOTIF, SEMMA).
 
-ULTRA's loop calls ``batch = negative_sampling(train_data, batch, num_negative, strict)`` and then
-``model(train_data, batch)``. Swap the first with one line:
+Their training loops call ``batch = tasks.negative_sampling(train_data, batch, num_negative, strict)``
+and then ``model(train_data, batch)``. Swap the first with one line:
 
     negative_sampling = KMASNegativeSampling(model, train_data, total_steps)
     batch = negative_sampling(train_data, batch, cfg.task.num_negative, strict=cfg.task.strict_negative)
 
-Relation embeddings come from the model's own relation encoder without an extra forward pass: a
-forward hook on ``model.relation_model`` (configurable) sees every (B, R, d) output. ULTRA's
-relation representations are conditioned on each row's query relation, so what carries over
-between steps is a per-query-relation cache: an R × R cosine-similarity matrix whose row q is
-refreshed whenever a forward is conditioned on q (row q + R0, the inverse, at the same time, from
-the same representations). A relation not seen yet falls back to one-hot weights: negatives from
-its own tail set. Pass ``relation_embeddings=`` on a call to use fresh ones instead.
+or leave the training script untouched and patch the module it calls (``install(tasks, model, ...)``).
 
-TRIX, MOTIF and SEMMA copy ULTRA's ``negative_sampling``, so this serves them too; point
-``relation_module`` at their relation encoder and, where its output is not a (B, R, d) tensor,
-give ``output_transform`` (SEMMA: the fused representations, e.g. ``lambda out: out[2]``).
+Relation representations come from the model's own relation encoder without an extra forward
+pass: a forward hook on it (``relation_module``) sees every (B, R, d) output, and a
+per-graph :class:`RelationSimilarityCache` keeps one similarity row per query relation. Which graph
+an encoder output belongs to (docs/semantics.md, "The drop-in"):
+
+1. the encoder was called with a registered graph object (the ``data`` given to the drop-in, as
+   in TRIX, or its ``relation_graph``, as in ULTRA), or else
+2. the graph of the latest drop-in call (MOTIF rebuilds ``data`` and its relation hypergraph on
+   every step; SEMMA's fused representations come from a module that never sees the graph).
+
+Only forwards in training mode are cached (validation and test run in ``eval()``), and none inside
+``paused()``. Graphs are identified by the object passed to the drop-in, or, for a new object, by
+(num_nodes, num_relations, edges) being equal to a known graph's. A relation whose row was never
+filled falls back to one-hot weights (negatives from its own tail set); ``stats()`` counts those
+rows, and a warning fires once when hard negatives are due but the cache is still empty.
+
+Under DDP each rank draws its own stream: the seed of rank ``r`` at step ``s`` is
+``mix_seed(rank_seed(seed, r), s)`` (rank 0 is the single-process stream).
 """
 
 from __future__ import annotations
 
 import contextlib
-
-from dataclasses import dataclass
-from typing import Any, Callable
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 
 from .core.index import KGIndex
-from .core.relation_weights import one_hot_weights, relation_weights_from_embeddings, relation_weights_from_similarity
-from .core.philox import draw_seed
+from .core.philox import draw_seed, mix_seed
+from .core.relation_weights import relation_weights_from_embeddings
 from .core.validation import check_count, check_seed
 from .hard_negatives import DEFAULT_TEMPERATURE
+from .relation_cache import RelationSimilarityCache
 from .sampler import KMASSampler
 from .schedule import HardRatioSchedule
 
-
-@dataclass
-class _GraphState:
-    """What the drop-in keeps per training graph (ULTRA pre-trains on several)."""
-
-    data: Any  # held so that id(data) stays unique while the state lives
-    index: KGIndex
-    sampler: KMASSampler
-    similarity: torch.Tensor  # (R, R) float32: cos between relation q's and r's representations, conditioned on q
-    seen: torch.Tensor  # (R,) bool: rows of `similarity` filled by some forward
-
-    @torch.no_grad()
-    def update(self, embeddings: torch.Tensor, query: torch.Tensor) -> None:
-        """Refresh the cache from representations (B, R, d) conditioned on query relations (B,)."""
-        r = self.index.num_relations
-        if embeddings.dim() != 3 or embeddings.shape[:2] != (query.numel(), r):
-            raise ValueError(
-                f"relation encoder output must have shape (B, R, d) = ({query.numel()}, {r}, d) for this graph, "
-                f"got {tuple(embeddings.shape)}: set relation_module/output_transform to the module returning it"
-            )
-        z = F.normalize(embeddings.detach().to(torch.float32), dim=-1, eps=1e-12)
-        rows = torch.arange(query.numel(), device=z.device)
-        query = query.to(torch.int64)
-        for q in (query, self.index.inverse(query)):  # tail rows query q, head rows its inverse
-            sim = torch.einsum("bd,brd->br", z[rows, q], z)
-            self.similarity.index_copy_(0, q, sim.to(self.similarity.device))
-            self.seen[q.to(self.seen.device)] = True
-
-    # ------------------------------------------------------------------ checkpointing
-
-    def fingerprint(self) -> tuple[int, int, int, int]:
-        """(entities, relations, known edges, checksum of the edge keys): which graph a saved cache is for."""
-        return _graph_fingerprint(self.index)
-
-    def state_dict(self) -> dict[str, Any]:
-        """This graph's cache: every tensor that the next draw reads (copies, on the CPU)."""
-        entities, relations, edges, checksum = self.fingerprint()
-        return {
-            "graph": {"num_entities": entities, "num_relations": relations, "num_known_edges": edges, "checksum": checksum},
-            "similarity": self.similarity.detach().cpu().clone(),
-            "seen": self.seen.detach().cpu().clone(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        r = self.index.num_relations
-        for name, shape, dtype in (("similarity", (r, r), self.similarity.dtype), ("seen", (r,), self.seen.dtype)):
-            value = state.get(name) if isinstance(state, dict) else None
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
-                got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ValueError(f"KMASNegativeSampling state: graph cache {name!r} must be a {shape} {dtype} tensor, got {got}")
-        self.similarity.copy_(state["similarity"].to(self.similarity.device))
-        self.seen.copy_(state["seen"].to(self.seen.device))
-
-    def reset(self) -> None:
-        self.similarity.zero_()
-        self.seen.zero_()
-
-    def weights(self, query_relation: torch.Tensor, temperature: float, top_relations: int | None) -> torch.Tensor:
-        """w (B, R): softmax over cached similarities, one-hot for relations never seen."""
-        from_cache = relation_weights_from_similarity(self.similarity[query_relation], query_relation, temperature, top_relations)
-        one_hot = one_hot_weights(query_relation, self.index.num_relations)
-        return torch.where(self.seen[query_relation][:, None], from_cache, one_hot)
+# A graph's cache still empty after this many drop-in calls on it, with hard negatives due: warn.
+EMPTY_CACHE_WARNING_CALLS = 3
+# More distinct graphs than this: warn (a new graph every step never fills a cache).
+MANY_GRAPHS_WARNING = 32
+# Salt that separates the per-rank seeds from the per-step seeds of mix_seed.
+_RANK_DOMAIN = 0x6B6D61735F72616E  # "kmas_ran"
+STATE_VERSION = 1
 
 
-def _graph_fingerprint(index: KGIndex) -> tuple[int, int, int, int]:
-    """Identifies a graph across processes (``id(data)`` does not): sizes plus an order-free checksum
-    of its edge keys (int64 arithmetic wraps the same way on every device)."""
-    keys = index.known_keys
-    mixed = (keys ^ (keys >> 31)) * 0x5851F42D4C957F2D
-    return (int(index.num_entities), int(index.num_relations), int(keys.numel()), int(mixed.sum()))
+def rank_seed(seed: int, rank: int) -> int:
+    """The base seed of DDP rank ``rank``: ``seed`` itself on rank 0, an independent one elsewhere."""
+    rank = check_count(rank, "rank", allow_zero=True)
+    return seed if rank == 0 else mix_seed(seed ^ _RANK_DOMAIN, rank)
 
 
-def _default_query(args: tuple, kwargs: dict) -> torch.Tensor:
-    """The query relations of a relation-encoder call: ULTRA's `query=`, or a (B, 1+k, 3) batch."""
-    query = kwargs.get("query", args[1] if len(args) > 1 else kwargs.get("batch"))
-    if query is None:
-        raise ValueError("cannot find the query relations among the relation encoder's inputs: pass query_from_inputs=")
-    return query[:, 0, 2] if query.dim() == 3 else query
+def current_rank() -> int:
+    """This process's rank: torch.distributed's when initialised, else $RANK, else 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
 
 
-def _default_output(output: Any) -> torch.Tensor:
+def default_query(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The (B,) query relations of a relation-encoder call, or None when its inputs carry none.
+
+    ULTRA and MOTIF pass ``query=`` (B,); TRIX passes the (B, 1 + k, 3) batch, whose column
+    [:, 0, 2] is the query relation. Float tensors (e.g. the inputs of SEMMA's fusion) are skipped.
+    """
+    candidates = [kwargs.get("query"), *args[1:], kwargs.get("batch")]
+    for value in candidates:
+        if isinstance(value, torch.Tensor) and not value.is_floating_point() and value.dim() in (1, 3):
+            return value[:, 0, 2] if value.dim() == 3 else value
+    return None
+
+
+def default_output(output: Any) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     raise TypeError(f"the relation encoder returned {type(output).__name__}, not a tensor: pass output_transform=")
+
+
+def _graph_shape(data: Any) -> tuple[int, int | None, int]:
+    """(num_nodes, num_relations or None, number of edges) of a PyG-style graph, read on the host."""
+    for attr in ("edge_index", "edge_type", "num_nodes"):
+        if getattr(data, attr, None) is None:
+            raise TypeError(f"data must have an `{attr}` attribute (PyG-style graph), got {type(data).__name__}")
+    num_relations = getattr(data, "num_relations", None)
+    return int(data.num_nodes), None if num_relations is None else int(num_relations), int(data.edge_index.shape[-1])
+
+
+def _same_edges(a: Any, b: Any) -> bool:
+    return (
+        a.edge_index.shape == b.edge_index.shape
+        and a.edge_index.device == b.edge_index.device
+        and torch.equal(a.edge_index, b.edge_index)
+        and torch.equal(a.edge_type, b.edge_type)
+    )
+
+
+@dataclass
+class GraphState:
+    """What the drop-in keeps per training graph (ULTRA pre-trains on several)."""
+
+    shape: tuple[int, int | None, int]  # (num_nodes, num_relations, edges) as given
+    key: tuple[int, int, int, int]  # (num_nodes, num_relations, unique edges, checksum): matches state_dict entries
+    data: Any  # the graph object last passed; held, so that its id() stays unique
+    index: KGIndex
+    sampler: KMASSampler
+    cache: RelationSimilarityCache
+    calls: int = 0  # drop-in calls on this graph
+    captures: int = 0  # encoder outputs cached
+    warned_empty: bool = False
+    relation_graph: Any = None  # data.relation_graph when bound; held, so that its id() stays unique
+    object_ids: list[int] = field(default_factory=list)  # ids registered for this graph's objects
+
+
+@dataclass
+class _HookCounters:
+    captured: int = 0
+    eval_mode: int = 0  # outputs of forwards in eval mode: not cached
+    unattributed: int = 0  # before any drop-in call, on a graph not given to it: not cached
+    rejected: int = 0
+    last_rejection: str | None = None
+
+
+def _graph_key(index: KGIndex) -> tuple[int, int, int, int]:
+    checksum = int((index.known_keys % 2147483647).sum())  # order-free; sum < 2**31 * E
+    return index.num_entities, index.num_relations, index.num_edges, checksum
 
 
 class KMASNegativeSampling:
@@ -128,59 +142,108 @@ class KMASNegativeSampling:
 
     Returns ULTRA's layout: a (B, 1 + k, 3) long tensor of [h, t, r]; column 0 is the positive,
     rows [0, B // 2) corrupt tails, rows [B // 2, B) corrupt heads (through the inverse relation).
-    Hybrid hard + uniform negatives by ``schedule``; the step advances on every call.
+    Hybrid hard + uniform negatives by ``schedule`` (hard columns first); the step advances on
+    every call.
 
     Args:
-        model: the KGFM; a forward hook is put on its relation encoder (remove with ``.close()``).
-        train_data: the training graph (PyG-style, inverse edges included, ULTRA's convention), or
-            a list of them; other graphs passed to ``__call__`` are indexed on first use.
+        model: the KGFM; a forward hook goes on its relation encoder (remove with ``.close()``).
+            None with ``relation_module`` a class: every module of that class is hooked, wherever
+            it lives (for ``install`` before the training script builds its model).
+        train_data: the training graph (PyG-style, inverse edges included, ULTRA's convention), a
+            list of them, or None; other graphs passed to ``__call__`` are indexed on first use.
         total_steps: length of training, for the default ``HardRatioSchedule(total_steps)``.
         schedule: a HardRatioSchedule, callable step -> ratio, or constant ratio (overrides the default).
-        relation_module: attribute path of the relation encoder on ``model`` ("relation_model",
-            ULTRA's) or the module itself.
-        output_transform: maps the encoder's output to the (B, R, d) tensor.
-        query_from_inputs: maps the encoder's (args, kwargs) to the (B,) query relations.
-        temperature, top_relations, temperature_gumbel, seed, backend: as in ``hard_negatives``.
+        relation_module: the module whose output is the (B, R, d) relation representations: an
+            attribute path on ``model`` ("relation_model": ULTRA, TRIX, MOTIF; "combiner": SEMMA's
+            fused output), the module itself, or a class (or tuple of classes).
+        output_transform: maps that module's output to the (B, R, d) tensor.
+        query_from_inputs: maps the module's (args, kwargs) to the (B,) relations its output is
+            conditioned on, or None: then the batch relations of the latest drop-in call.
+        temperature, top_relations, temperature_gumbel, backend: as in ``hard_negatives``.
+        seed: base seed (None: drawn from torch's global generator); each rank's stream is
+            ``rank_seed(seed, rank)``.
+        rank: this process's DDP rank (None: ``current_rank()`` at the first call).
+        step: the first step (e.g. when resuming).
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        train_data: Any,
-        total_steps: int,
+        model: torch.nn.Module | None,
+        train_data: Any = None,
+        total_steps: int | None = None,
         *,
         schedule: HardRatioSchedule | Callable[[int], float] | float | None = None,
-        relation_module: str | torch.nn.Module = "relation_model",
-        output_transform: Callable[[Any], torch.Tensor] = _default_output,
-        query_from_inputs: Callable[[tuple, dict], torch.Tensor] = _default_query,
+        relation_module: str | torch.nn.Module | type | tuple = "relation_model",
+        output_transform: Callable[[Any], torch.Tensor] = default_output,
+        query_from_inputs: Callable[[tuple, dict], torch.Tensor | None] = default_query,
         temperature: float = DEFAULT_TEMPERATURE,
         top_relations: int | None = None,
         temperature_gumbel: float = 1.0,
         seed: int | None = None,
+        rank: int | None = None,
         backend: str = "auto",
         step: int = 0,
     ) -> None:
-        self.schedule = HardRatioSchedule(check_count(total_steps, "total_steps")) if schedule is None else schedule
+        if schedule is None:
+            if total_steps is None:
+                raise ValueError("give total_steps (for the default HardRatioSchedule) or a schedule")
+            schedule = HardRatioSchedule(check_count(total_steps, "total_steps"))
+        self.schedule = schedule
         self.options = dict(temperature=temperature, top_relations=top_relations, temperature_gumbel=temperature_gumbel, backend=backend)
         self.temperature = temperature
         self.top_relations = top_relations
         self.seed = draw_seed() if seed is None else check_seed(seed)
+        self.rank = None if rank is None else check_count(rank, "rank", allow_zero=True)
         self.step = check_count(step, "step", allow_zero=True)
+        if not callable(output_transform) or not callable(query_from_inputs):
+            raise TypeError("output_transform and query_from_inputs must be callables")
         self.output_transform = output_transform
         self.query_from_inputs = query_from_inputs
         self._paused = False
-        self._graphs: dict[int, _GraphState] = {}
-        self._encoder_inputs: dict[int, _GraphState] = {}
-        self._pending: list[dict[str, Any]] = []  # loaded caches of graphs not indexed yet (see load_state_dict)
-        for data in train_data if isinstance(train_data, (list, tuple)) else [train_data]:
+        self._graphs: list[GraphState] = []
+        self._by_object: dict[int, GraphState] = {}  # id() of a graph object (data, relation_graph) -> graph
+        self._unclaimed: dict[tuple, dict] = {}  # loaded cache entries of graphs not seen yet, by key
+        self._pending: GraphState | None = None  # graph of the latest drop-in call
+        self._pending_relations: torch.Tensor | None = None  # (B,) its batch relations
+        self._hooks = _HookCounters()
+        self._warned_rejection = False
+        self._warned_many_graphs = False
+        self._last: dict[str, Any] = {}
+        self._patches: list[tuple[Any, str, Any]] = []
+        self._handles = self._register_hooks(model, relation_module)
+        for data in train_data if isinstance(train_data, (list, tuple)) else ([] if train_data is None else [train_data]):
             self._state_for(data)
-        encoder = self._resolve_module(model, relation_module)
-        self._hook = encoder.register_forward_hook(self._capture, with_kwargs=True)
+
+    # ------------------------------------------------------------------ hooks
+    def _register_hooks(self, model: torch.nn.Module | None, relation_module: Any) -> list:
+        classes = relation_module if isinstance(relation_module, tuple) else (relation_module,)
+        if all(isinstance(c, type) for c in classes):
+            if not all(issubclass(c, torch.nn.Module) for c in classes):
+                raise TypeError(f"relation_module classes must be torch.nn.Module subclasses, got {relation_module!r}")
+            self._target = "/".join(c.__name__ for c in classes)
+            if model is None:  # hook every module of these classes, process-wide
+                def capture_if_instance(module, args, kwargs, output):
+                    if isinstance(module, classes):
+                        self._capture(module, args, kwargs, output)
+
+                hook = torch.nn.modules.module.register_module_forward_hook
+                return [hook(capture_if_instance, with_kwargs=True)]
+            modules = [m for m in model.modules() if isinstance(m, classes)]
+            if not modules:
+                raise ValueError(f"relation_module={self._target}: {type(model).__name__} has no such submodule")
+        else:
+            if model is None and not isinstance(relation_module, torch.nn.Module):
+                raise ValueError("model=None needs relation_module to be a module or a class, not an attribute path")
+            modules = [self._resolve_module(model, relation_module)]
+            self._target = relation_module if isinstance(relation_module, str) else type(relation_module).__name__
+        return [m.register_forward_hook(self._capture, with_kwargs=True) for m in modules]
 
     @staticmethod
     def _resolve_module(model: torch.nn.Module, relation_module: str | torch.nn.Module) -> torch.nn.Module:
         if isinstance(relation_module, torch.nn.Module):
             return relation_module
+        if not isinstance(relation_module, str):
+            raise TypeError(f"relation_module must be an attribute path, a module or a class, got {type(relation_module).__name__}")
         module = model
         for name in relation_module.split("."):
             if not hasattr(module, name):
@@ -190,48 +253,128 @@ class KMASNegativeSampling:
             raise TypeError(f"relation_module={relation_module!r} is a {type(module).__name__}, not a torch.nn.Module")
         return module
 
-    def _state_for(self, data: Any) -> _GraphState:
-        state = self._graphs.get(id(data))
-        if state is None:
-            index = KGIndex.from_data(data)
-            r = index.num_relations
-            sampler = KMASSampler(index, 1, self.schedule, seed=self.seed, **self.options)
-            state = _GraphState(
-                data=data,
-                index=index,
-                sampler=sampler,
-                similarity=torch.zeros(r, r, device=index.device),
-                seen=torch.zeros(r, dtype=torch.bool, device=index.device),
-            )
-            self._graphs[id(data)] = state
-            # the encoder is called with the graph itself (TRIX) or its relation graph (ULTRA)
-            self._encoder_inputs[id(data)] = state
-            if getattr(data, "relation_graph", None) is not None:
-                self._encoder_inputs[id(data.relation_graph)] = state
-            self._apply_pending(state)
-        return state
-
     def _capture(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        """Forward hook: cache the encoder's output for its graph. Never raises (a drop-in must not
+        fail where the original would not): a rejected output is counted and warned about once."""
         if self._paused:
             return
-        first = args[0] if args else next(iter(kwargs.values()), None)
-        state = self._encoder_inputs.get(id(first))
-        if state is None:  # a graph we do not train on (e.g. a validation graph): nothing to cache
+        if not module.training:
+            self._hooks.eval_mode += 1
             return
-        state.update(self.output_transform(output), self.query_from_inputs(args, kwargs))
+        try:
+            first = args[0] if args else next(iter(kwargs.values()), None)
+            state = self._by_object.get(id(first))
+            if state is None:
+                state = self._pending
+            if state is None:  # before any drop-in call, on a graph not given to it: not ours to cache
+                self._hooks.unattributed += 1
+                return
+            embeddings = self.output_transform(output)
+            query = self.query_from_inputs(args, kwargs)
+            if query is None:
+                if state is not self._pending or embeddings.shape[0] != self._pending_relations.numel():
+                    raise ValueError(
+                        "the encoder's inputs carry no query relations and its output "
+                        f"{tuple(embeddings.shape)} does not match the latest drop-in batch: pass query_from_inputs="
+                    )
+                query = self._pending_relations
+            state.cache.update(embeddings, query, step=max(self.step - 1, 0))
+        except Exception as error:  # noqa: BLE001 - reported, never raised into the user's forward
+            self._reject(module, error)
+            return
+        state.captures += 1
+        self._hooks.captured += 1
+
+    def _reject(self, module: torch.nn.Module, error: Exception) -> None:
+        self._hooks.rejected += 1
+        self._hooks.last_rejection = f"{type(error).__name__}: {error}"
+        if not self._warned_rejection:
+            self._warned_rejection = True
+            warnings.warn(
+                f"KMASNegativeSampling: an output of {type(module).__name__} (relation_module={self._target}) was not "
+                f"cached ({self._hooks.last_rejection}); hard negatives of relations without a cached row come from "
+                "the one-hot fallback. stats() counts these.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def close(self) -> None:
-        """Remove the forward hook."""
-        self._hook.remove()
+        """Remove the hooks and undo ``install``'s patches."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        for namespace, name, original in reversed(self._patches):
+            current = namespace.get(name) if isinstance(namespace, dict) else getattr(namespace, name, None)
+            if current is self:
+                if isinstance(namespace, dict):
+                    namespace[name] = original
+                else:
+                    setattr(namespace, name, original)
+        self._patches = []
 
     @contextlib.contextmanager
     def paused(self):
-        """Forwards inside this block leave the cache alone (e.g. evaluation, or measuring it)."""
+        """Forwards inside this block leave the cache alone (e.g. measuring it)."""
         previous, self._paused = self._paused, True
         try:
             yield self
         finally:
             self._paused = previous
+
+    # ------------------------------------------------------------------ graphs
+    def graph(self, data: Any) -> GraphState:
+        """The state kept for graph ``data`` (index, sampler, cache), created on first use."""
+        return self._state_for(data)
+
+    def _state_for(self, data: Any) -> GraphState:
+        state = self._by_object.get(id(data))
+        if state is not None and state.data is data:
+            if getattr(data, "relation_graph", None) is not state.relation_graph:
+                self._bind(state, data)
+            return state
+        shape = _graph_shape(data)
+        for state in self._graphs:
+            if state.shape == shape and _same_edges(state.data, data):
+                self._bind(state, data)
+                return state
+        index = KGIndex.from_data(data)
+        r = index.num_relations
+        sampler = KMASSampler(index, 1, self.schedule, seed=self.seed, **self.options)
+        key = _graph_key(index)
+        state = GraphState(shape, key, data, index, sampler, RelationSimilarityCache(r, index.inverse, index.device))
+        if key in self._unclaimed:
+            state.cache.load_state_dict(self._unclaimed.pop(key))
+        self._graphs.append(state)
+        self._bind(state, data)
+        if len(self._graphs) > MANY_GRAPHS_WARNING and not self._warned_many_graphs:
+            self._warned_many_graphs = True
+            warnings.warn(
+                f"KMASNegativeSampling has seen {len(self._graphs)} different graphs: a graph with new edges on every "
+                "call gets a new, empty cache each time (hard negatives from the one-hot fallback)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return state
+
+    def _bind(self, state: GraphState, data: Any) -> None:
+        """Make ``data`` and its relation graph the objects that identify ``state``: the encoder is
+        called with the graph itself (TRIX) or its relation graph (ULTRA). Both are held by the
+        state, so no other live object can have their ids."""
+        for object_id in state.object_ids:
+            if self._by_object.get(object_id) is state:
+                del self._by_object[object_id]
+        state.data = data
+        state.relation_graph = getattr(data, "relation_graph", None)
+        state.object_ids = [id(obj) for obj in (data, state.relation_graph) if obj is not None]
+        for object_id in state.object_ids:
+            self._by_object[object_id] = state
+
+    # ------------------------------------------------------------------ sampling
+    def stream_seed(self) -> int:
+        """This rank's base seed; step s draws from ``mix_seed(stream_seed(), s)``."""
+        if self.rank is None:
+            self.rank = current_rank()
+        return rank_seed(self.seed, self.rank)
 
     def ratio(self) -> float:
         """The hard share at the current step."""
@@ -253,22 +396,28 @@ class KMASNegativeSampling:
             raise ValueError(f"batch is on {batch.device} but the graph is on {state.index.device}")
         num_negative = check_count(num_negative, "num_negative")
         h, t, r = batch.to(torch.int64).unbind(1)
-        half = batch.shape[0] // 2
-        tail_row = torch.arange(batch.shape[0], device=batch.device) < half
+        size, half = batch.shape[0], batch.shape[0] // 2
+        tail_row = torch.arange(size, device=batch.device) < half
         query_entity = torch.where(tail_row, h, t)
         positive = torch.where(tail_row, t, h)
         query_relation = torch.where(tail_row, r, state.index.inverse(r))
+        step = self.step
         if relation_embeddings is not None:
             weights = relation_weights_from_embeddings(relation_embeddings, query_relation, self.temperature, self.top_relations)
             if relation_embeddings.dim() == 3:
-                state.update(relation_embeddings, r)
+                state.cache.update(relation_embeddings, r, step)
+            from_cache = None
         else:
-            weights = state.weights(query_relation, self.temperature, self.top_relations)
-        state.sampler.step = self.step
-        negatives = state.sampler.sample(
+            weights, from_cache = state.cache.weights(query_relation, self.temperature, self.top_relations)
+        sampler = state.sampler
+        sampler.seed, sampler.step = self.stream_seed(), step
+        num_hard = sampler.num_hard(num_negatives=num_negative)
+        negatives = sampler.sample(
             query_entity, query_relation, positive, relation_weights=weights, num_negatives=num_negative, strict=strict
         )
-        self.step += 1
+        self._record(state, step, size, num_negative, num_hard, query_relation, from_cache)
+        self._pending, self._pending_relations = state, r
+        self.step = step + 1
         h_index = h[:, None].repeat(1, num_negative + 1)
         t_index = t[:, None].repeat(1, num_negative + 1)
         r_index = r[:, None].repeat(1, num_negative + 1)
@@ -276,62 +425,142 @@ class KMASNegativeSampling:
         h_index[half:, 1:] = negatives[half:]
         return torch.stack([h_index, t_index, r_index], dim=-1)
 
-    # ------------------------------------------------------------------ checkpointing
+    def _record(self, state, step, size, k, num_hard, query_relation, from_cache) -> None:
+        """Keep the figures of this call for stats() (one small device-to-host read) and warn."""
+        cache = state.cache
+        cached = cache.seen.sum()
+        if from_cache is None:  # explicit relation_embeddings: no row fell back, all fresh (age 0)
+            zero = torch.zeros_like(cached)
+            fallback, cached, age_sum, aged = torch.stack([zero, cached, zero, zero + size]).tolist()
+        else:
+            age = torch.where(from_cache, step - cache.refreshed_at[query_relation], 0)
+            fallback, cached, age_sum, aged = torch.stack([(~from_cache).sum(), cached, age.sum(), from_cache.sum()]).tolist()
+        state.calls += 1
+        self._last = dict(
+            step=step,
+            num_relations=state.index.num_relations,
+            cached_relations=cached,
+            rows=size,
+            num_negatives=k,
+            num_hard=num_hard,
+            fallback_rows=fallback,
+            mean_cache_age=age_sum / aged if aged else None,
+        )
+        if (num_hard > 0 and cached == 0 and from_cache is not None and state.calls > EMPTY_CACHE_WARNING_CALLS
+                and not state.warned_empty):
+            state.warned_empty = True
+            hooks = self._hooks
+            warnings.warn(
+                f"KMASNegativeSampling: step {step}: the schedule asks for {num_hard} of {k} negatives to be hard, but "
+                f"after {state.calls - 1} calls on this graph (N={state.index.num_entities}, R={state.index.num_relations}) "
+                "no relation representation has been cached: every hard negative comes from the one-hot fallback "
+                "(the query relation's own tail set), i.e. KMAS is not what runs. The hook on "
+                f"relation_module={self._target} cached {state.captures} outputs for this graph; overall "
+                f"{hooks.captured} cached, {hooks.eval_mode} skipped in eval mode, {hooks.unattributed} before any call, "
+                f"{hooks.rejected} rejected"
+                f"{' (last: ' + hooks.last_rejection + ')' if hooks.last_rejection else ''}. Check relation_module "
+                "(the module returning the (B, R, d) representations), output_transform, and that the model is in "
+                "training mode.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that determines the next draw, in PyTorch's conventions (tensors and plain
-        containers, loadable with ``torch.load(weights_only=True)``)::
+    def stats(self) -> dict[str, Any]:
+        """Figures of the latest call, for logging next to the loss; host values, no device sync.
 
-            {"seed": int, "step": int,
-             "graphs": [{"graph": {"num_entities", "num_relations", "num_known_edges", "checksum"},
-                         "similarity": (R, R) float32, "seen": (R,) bool}, ...]}
-
-        ``graphs`` lists every graph indexed so far, in the order they were first seen, with its
-        relation-similarity cache. The per-graph KMASSampler's seed and step are this object's.
+        cached_relations: relations of that call's graph with a similarity row from the encoder
+        (inverses counted), as of the call; num_relations: R of that graph; hard_fraction: the
+        schedule's hard share of that call (num_hard / num_negatives); fallback_rows: its rows whose
+        query relation had no cached row (one-hot weights); mean_cache_age: over its other rows, the
+        number of steps since the forward that refreshed their row (1: the previous step's), None
+        if every row fell back; plus hook counters over the whole run.
         """
-        graphs = [graph.state_dict() for graph in self._graphs.values()] + [dict(entry) for entry in self._pending]
-        return {"seed": int(self.seed), "step": int(self.step), "graphs": graphs}
+        last = self._last
+        hooks = self._hooks
+        return {
+            "step": self.step,
+            "graphs": len(self._graphs),
+            "num_relations": last.get("num_relations", 0),
+            "cached_relations": last.get("cached_relations", 0),
+            "hard_fraction": last["num_hard"] / last["num_negatives"] if last else 0.0,
+            "num_hard": last.get("num_hard", 0),
+            "num_negatives": last.get("num_negatives", 0),
+            "rows": last.get("rows", 0),
+            "fallback_rows": last.get("fallback_rows", 0),
+            "mean_cache_age": last.get("mean_cache_age"),
+            "captured_outputs": hooks.captured,
+            "eval_outputs_skipped": hooks.eval_mode,
+            "unattributed_outputs": hooks.unattributed,
+            "rejected_outputs": hooks.rejected,
+            "last_rejection": hooks.last_rejection,
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the next draws: seed, step and each graph's cache with its
+        refresh steps. Tensors and plain containers only (``torch.load(weights_only=True)``).
+        The rank is not saved: a resumed process draws the stream of its own rank."""
+        graphs = [dict(key=torch.tensor(state.key, dtype=torch.int64), **state.cache.state_dict()) for state in self._graphs]
+        graphs += [dict(key=torch.tensor(key, dtype=torch.int64), **cache) for key, cache in self._unclaimed.items()]
+        return {"version": STATE_VERSION, "seed": self.seed, "step": self.step, "graphs": graphs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output.
-
-        Each saved cache goes to the graph with the same fingerprint (sizes and edge checksum), so
-        the training graphs may be passed again in any order; a cache whose graph is not indexed yet
-        waits until that graph is first used. Graphs indexed here but absent from ``state`` start
-        with an empty cache, as they would have in the saved run.
-        """
+        """Restore ``state_dict()``; caches of graphs not seen yet are applied when they first appear."""
         if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict from KMASNegativeSampling.state_dict(), got {type(state).__name__}")
-        expected = {"seed", "step", "graphs"}
-        missing, unexpected = expected - set(state), set(state) - expected
-        if missing or unexpected:
-            raise ValueError(f"KMASNegativeSampling state: missing keys {sorted(missing)}, unexpected keys {sorted(map(str, unexpected))}")
+            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        if state.get("version", STATE_VERSION) != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')} is not {STATE_VERSION}")
         seed = check_seed(state["seed"])
-        if seed is None:
-            raise ValueError("KMASNegativeSampling state: seed must be an int in [0, 2**63), got None")
         step = check_count(state["step"], "step", allow_zero=True)
-        if not isinstance(state["graphs"], (list, tuple)):
-            raise TypeError(f"KMASNegativeSampling state: graphs must be a list, got {type(state['graphs']).__name__}")
-        entries = []
-        for entry in state["graphs"]:
-            info = entry.get("graph") if isinstance(entry, dict) else None
-            keys = ("num_entities", "num_relations", "num_known_edges", "checksum")
-            if not isinstance(info, dict) or any(not isinstance(info.get(k), int) for k in keys):
-                raise ValueError(f"KMASNegativeSampling state: each graph entry needs 'graph' with int {keys}, got {info!r}")
-            entries.append(entry)
+        entries = {}
+        for entry in state.get("graphs", []):
+            key = entry.get("key") if isinstance(entry, dict) else None
+            if not isinstance(key, torch.Tensor) or key.shape != (4,):
+                raise ValueError("state['graphs'] entries need a 'key' tensor of 4 ints (from state_dict())")
+            entries[tuple(int(x) for x in key.tolist())] = {k: v for k, v in entry.items() if k != "key"}
+        by_key = {graph.key: graph for graph in self._graphs}
+        for key, cache in entries.items():  # check every entry before changing anything
+            if key in by_key:
+                RelationSimilarityCache(key[1], by_key[key].index.inverse, "cpu").load_state_dict(cache)
         self.seed, self.step = seed, step
-        self._pending = entries
-        for graph in self._graphs.values():
-            graph.sampler.seed = self.seed
-            graph.reset()
-            self._apply_pending(graph)
+        self._unclaimed = {}
+        for key, cache in entries.items():
+            if key in by_key:
+                by_key[key].cache.load_state_dict(cache)
+            else:
+                self._unclaimed[key] = cache
 
-    def _apply_pending(self, graph: _GraphState) -> None:
-        """Load the first pending saved cache whose fingerprint is this graph's, if any."""
-        fingerprint = graph.fingerprint()
-        for position, entry in enumerate(self._pending):
-            info = entry["graph"]
-            if (info["num_entities"], info["num_relations"], info["num_known_edges"], info["checksum"]) == fingerprint:
-                graph.load_state_dict(entry)
-                del self._pending[position]
-                return
+
+def install(
+    tasks_module: Any,
+    model: torch.nn.Module | None = None,
+    train_data: Any = None,
+    total_steps: int | None = None,
+    *,
+    namespaces: Iterable[Any] = (),
+    attribute: str = "negative_sampling",
+    **options: Any,
+) -> KMASNegativeSampling:
+    """Replace ``tasks_module.negative_sampling`` (e.g. ``ultra.tasks``, ``trix.tasks``,
+    ``motif.tasks``) by a KMASNegativeSampling, so an unmodified training script that calls
+    ``tasks.negative_sampling(...)`` uses KMAS. ``namespaces`` (modules or dicts such as a
+    script's ``globals()``) are patched too where they hold the original function (a script that
+    did ``from ultra.tasks import negative_sampling``). ``close()`` on the result undoes it all.
+    Other arguments as in KMASNegativeSampling.
+    """
+    original = getattr(tasks_module, attribute, None)
+    if not callable(original):
+        raise ValueError(f"{getattr(tasks_module, '__name__', tasks_module)!r} has no callable `{attribute}` to replace")
+    if isinstance(original, KMASNegativeSampling):
+        raise ValueError(f"{attribute} of {getattr(tasks_module, '__name__', tasks_module)!r} is already a KMASNegativeSampling")
+    sampler = KMASNegativeSampling(model, train_data, total_steps, **options)
+    for namespace in (tasks_module, *namespaces):
+        current = namespace.get(attribute) if isinstance(namespace, dict) else getattr(namespace, attribute, None)
+        if current is not original:
+            continue
+        sampler._patches.append((namespace, attribute, original))
+        if isinstance(namespace, dict):
+            namespace[attribute] = sampler
+        else:
+            setattr(namespace, attribute, sampler)
+    return sampler

@@ -83,7 +83,7 @@ def test_layout_and_strictness(setup):
 def test_hook_fills_the_per_query_relation_cache(setup):
     _, data, model, batch = setup
     sampler = KMASNegativeSampling(model, data, total_steps=10, seed=0)
-    state = sampler._graphs[id(data)]
+    state = sampler.graph(data).cache
     assert not state.seen.any()
     negatives = sampler(data, batch, 4)
     model(data, negatives)  # ULTRA's forward on the sampled batch fires the hook
@@ -113,7 +113,7 @@ def test_unseen_relations_fall_back_to_their_own_tail_set(setup):
     triples, data, model, batch = setup
     sampler = KMASNegativeSampling(model, data, total_steps=10, schedule=1.0, seed=1)
     out = sampler(data, batch[:2], 5)  # one tail row, one head row, nothing cached: one-hot weights
-    index = sampler._graphs[id(data)].index
+    index = sampler.graph(data).index
     h, t, r = batch[0].tolist()
     assert set(out[0, 1:, 1].tolist()) <= set(index.tails(r).tolist())
     h, t, r = batch[1].tolist()
@@ -129,7 +129,7 @@ def test_explicit_embeddings_and_schedule(setup):
         out = sampler(data, batch, 8, relation_embeddings=z)
         assert out.shape == (8, 9, 3)
         assert sampler.step == step + 1
-    assert sampler._graphs[id(data)].seen[batch[:, 2]].all()
+    assert sampler.graph(data).cache.seen[batch[:, 2]].all()
 
 
 def test_a_training_step_runs_through_the_drop_in(setup):

@@ -98,7 +98,7 @@ def test_drop_in_runs_inside_a_real_ultra_training_step(ultra, graph_and_model):
         loss.backward()
         optimizer.step()
         assert torch.isfinite(loss)
-    state = sampler._graphs[id(data)]
+    state = sampler.graph(data).cache
     queried = batch[:, 2].unique()
     assert state.seen[queried].all() and state.seen[queried + data.num_relations // 2].all()
     assert torch.isfinite(state.similarity[queried]).all()
