@@ -81,19 +81,29 @@ class RelationSimilarityCache:
         one_hot = one_hot_weights(query_relation, self.num_relations)
         return torch.where(from_cache[:, None], cached, one_hot), from_cache
 
+    def reset(self) -> None:
+        self.similarity.zero_()
+        self.seen.zero_()
+        self.refreshed_at.fill_(-1)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """CPU copies of the cache (loadable with ``torch.load(weights_only=True)``)."""
         return {key: getattr(self, key).detach().cpu().clone() for key in _STATE_KEYS}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        r = self.num_relations
+        self.check_state(state, self.num_relations)
+        for key in _STATE_KEYS:
+            getattr(self, key).copy_(state[key].to(getattr(self, key).device))
+
+    @staticmethod
+    def check_state(state: dict[str, torch.Tensor], num_relations: int) -> None:
+        """ValueError unless ``state`` is a cache of R = ``num_relations`` relations from state_dict()."""
+        r = num_relations
         expected = {"similarity": ((r, r), torch.float32), "seen": ((r,), torch.bool), "refreshed_at": ((r,), torch.int64)}
         for key, (shape, dtype) in expected.items():
             value = state.get(key)
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
                 got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ValueError(f"state[{key!r}] must be a {dtype} tensor of shape {shape}, got {got}")
+                raise ValueError(f"KMASNegativeSampling state: graph cache {key!r} must be a {shape} {dtype} tensor, got {got}")
         if not torch.isfinite(state["similarity"]).all():
-            raise ValueError("state['similarity'] has NaN or inf values")
-        for key in _STATE_KEYS:
-            getattr(self, key).copy_(state[key])
+            raise ValueError("KMASNegativeSampling state: graph cache 'similarity' has NaN or inf values")

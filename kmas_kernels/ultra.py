@@ -53,7 +53,6 @@ EMPTY_CACHE_WARNING_CALLS = 3
 MANY_GRAPHS_WARNING = 32
 # Salt that separates the per-rank seeds from the per-step seeds of mix_seed.
 _RANK_DOMAIN = 0x6B6D61735F72616E  # "kmas_ran"
-STATE_VERSION = 1
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -133,8 +132,15 @@ class _HookCounters:
 
 
 def _graph_key(index: KGIndex) -> tuple[int, int, int, int]:
-    checksum = int((index.known_keys % 2147483647).sum())  # order-free; sum < 2**31 * E
-    return index.num_entities, index.num_relations, index.num_edges, checksum
+    """(entities, relations, known edges, checksum of the edge keys): which graph a saved cache is
+    for, across processes (``id()`` is not). The checksum is order-free; int64 arithmetic wraps the
+    same way on every device."""
+    keys = index.known_keys
+    mixed = (keys ^ (keys >> 31)) * 0x5851F42D4C957F2D
+    return int(index.num_entities), int(index.num_relations), int(keys.numel()), int(mixed.sum())
+
+
+_KEY_FIELDS = ("num_entities", "num_relations", "num_known_edges", "checksum")
 
 
 class KMASNegativeSampling:
@@ -497,38 +503,58 @@ class KMASNegativeSampling:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything that decides the next draws: seed, step and each graph's cache with its
-        refresh steps. Tensors and plain containers only (``torch.load(weights_only=True)``).
-        The rank is not saved: a resumed process draws the stream of its own rank."""
-        graphs = [dict(key=torch.tensor(state.key, dtype=torch.int64), **state.cache.state_dict()) for state in self._graphs]
-        graphs += [dict(key=torch.tensor(key, dtype=torch.int64), **cache) for key, cache in self._unclaimed.items()]
-        return {"version": STATE_VERSION, "seed": self.seed, "step": self.step, "graphs": graphs}
+        """Everything that decides the next draws, tensors and plain containers only (loadable with
+        ``torch.load(weights_only=True)``)::
+
+            {"seed": int, "step": int,
+             "graphs": [{"graph": {"num_entities", "num_relations", "num_known_edges", "checksum"},
+                         "similarity": (R, R) float32, "seen": (R,) bool, "refreshed_at": (R,) int64}, ...]}
+
+        ``graphs``: every graph indexed so far (first-seen order), then loaded caches whose graph has
+        not appeared yet. The rank is not saved: a resumed process draws its own rank's stream.
+        """
+        graphs = [dict(graph=dict(zip(_KEY_FIELDS, state.key)), **state.cache.state_dict()) for state in self._graphs]
+        graphs += [dict(graph=dict(zip(_KEY_FIELDS, key)), **cache) for key, cache in self._unclaimed.items()]
+        return {"seed": int(self.seed), "step": int(self.step), "graphs": graphs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore ``state_dict()``; caches of graphs not seen yet are applied when they first appear."""
+        """Restore ``state_dict()``. Each cache goes to the graph with the same key (sizes and edge
+        checksum), in any order; one whose graph is not indexed yet waits until it first appears.
+        Graphs indexed here but absent from ``state`` start empty, as in the saved run. Every entry
+        is checked before anything changes. Entries without ``refreshed_at`` (older checkpoints)
+        count their cached rows as refreshed at the saved step."""
         if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
-        if state.get("version", STATE_VERSION) != STATE_VERSION:
-            raise ValueError(f"state version {state.get('version')} is not {STATE_VERSION}")
+            raise TypeError(f"state must be a dict from KMASNegativeSampling.state_dict(), got {type(state).__name__}")
+        expected = {"seed", "step", "graphs"}
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise ValueError(f"KMASNegativeSampling state: missing keys {sorted(missing)}, unexpected keys {sorted(map(str, unexpected))}")
         seed = check_seed(state["seed"])
+        if seed is None:
+            raise ValueError("KMASNegativeSampling state: seed must be an int in [0, 2**63), got None")
         step = check_count(state["step"], "step", allow_zero=True)
-        entries = {}
-        for entry in state.get("graphs", []):
-            key = entry.get("key") if isinstance(entry, dict) else None
-            if not isinstance(key, torch.Tensor) or key.shape != (4,):
-                raise ValueError("state['graphs'] entries need a 'key' tensor of 4 ints (from state_dict())")
-            entries[tuple(int(x) for x in key.tolist())] = {k: v for k, v in entry.items() if k != "key"}
-        by_key = {graph.key: graph for graph in self._graphs}
-        for key, cache in entries.items():  # check every entry before changing anything
-            if key in by_key:
-                RelationSimilarityCache(key[1], by_key[key].index.inverse, "cpu").load_state_dict(cache)
+        if not isinstance(state["graphs"], (list, tuple)):
+            raise TypeError(f"KMASNegativeSampling state: graphs must be a list, got {type(state['graphs']).__name__}")
+        entries: dict[tuple, dict] = {}
+        for entry in state["graphs"]:
+            info = entry.get("graph") if isinstance(entry, dict) else None
+            if not isinstance(info, dict) or any(not isinstance(info.get(k), int) for k in _KEY_FIELDS):
+                raise ValueError(f"KMASNegativeSampling state: each graph entry needs 'graph' with int {_KEY_FIELDS}, got {info!r}")
+            cache = {k: v for k, v in entry.items() if k != "graph"}
+            if "refreshed_at" not in cache and isinstance(cache.get("seen"), torch.Tensor):
+                cache["refreshed_at"] = torch.where(cache["seen"], step, -1).to(torch.int64)
+            key = tuple(info[k] for k in _KEY_FIELDS)
+            RelationSimilarityCache.check_state(cache, key[1])
+            entries[key] = cache
         self.seed, self.step = seed, step
         self._unclaimed = {}
-        for key, cache in entries.items():
-            if key in by_key:
-                by_key[key].cache.load_state_dict(cache)
+        for graph in self._graphs:
+            cache = entries.pop(graph.key, None)
+            if cache is None:
+                graph.cache.reset()
             else:
-                self._unclaimed[key] = cache
+                graph.cache.load_state_dict(cache)
+        self._unclaimed = entries
 
 
 def install(

@@ -307,6 +307,7 @@ def test_state_dict_resumes_the_same_draws():
     assert resumed.step == 3 and resumed.seed == 3
     got = [resumed(copy.copy(data), batch_of(data, offset=8 * s), 8) for s in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert resumed.stats()["mean_cache_age"] is not None  # refresh steps came back too
     with pytest.raises(ValueError, match="similarity"):
         bad = run.state_dict()
         bad["graphs"][0]["similarity"] = bad["graphs"][0]["similarity"][:2]
