@@ -2,7 +2,8 @@
 
 For every checkout given by ULTRA_PATH, TRIX_PATH, MOTIF_PATH, SEMMA_PATH: build the model with
 its own classes (published widths and depths), then run its own ``train_and_validate`` for
-``--steps`` batches twice, side by side on the same model and graph (GraIL fb237_v1): once with
+``--steps`` batches twice, side by side on the same model and graph (GraIL fb237_v1; MOTIF
+WN18RR_v1, see kmas_bench.kgfm.GRAPH): once with
 its original ``tasks.negative_sampling`` (strict random) and once with ``install``'s
 KMASNegativeSampling (constant hard share ``--hard``). The sampler call is timed inside the loop;
 a training step is the interval between two consecutive sampler calls (sampling, forward,
@@ -49,7 +50,8 @@ class Timed:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "grail" / "fb237_v1")
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "grail",
+                        help="folder of GraIL graphs (fb237_v1; MOTIF: WN18RR_v1)")
     parser.add_argument("--models", nargs="+", default=["ultra", "trix", "motif", "semma"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=16)
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--hard", type=float, default=0.5)
     parser.add_argument("--depth", type=int, default=None, help="layers per network (default: the published depth)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "kgfm_dropin_cpu.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="add these models to an existing --out (e.g. TRIX run under torch-geometric 2.4)")
     args = parser.parse_args()
 
     from kmas_bench import kgfm
@@ -71,7 +75,11 @@ def main() -> None:
             print(f"{name}: {name.upper()}_PATH not set, skipped", file=sys.stderr)
             continue
         print(f"{name}: building from {path}", file=sys.stderr)
-        setup = kgfm.setup(name, path, args.data, depth=args.depth)
+        if name == "trix" and kgfm.trix_supported() is not None:
+            print(f"trix: skipped: {kgfm.trix_supported()}", file=sys.stderr)
+            continue
+        data = args.data / kgfm.GRAPH[name]
+        setup = kgfm.setup(name, path, data, depth=args.depth)
         original = setup.tasks.negative_sampling
         with tempfile.TemporaryDirectory() as workdir:
             load_before = os.getloadavg()[0]
@@ -92,6 +100,7 @@ def main() -> None:
             setup.tasks.negative_sampling = original
         stats = sampler.stats()
         results[name] = {
+            "graph": kgfm.GRAPH[name],
             "swap": f"kmas_kernels.ultra.install({name}.tasks, model, relation_module={setup.relation_module!r}, ...)",
             "encoder_output_shape": shapes[0],
             "stats_after_steps": stats,
@@ -102,6 +111,13 @@ def main() -> None:
         }
         print(name, json.dumps(results[name], indent=1), file=sys.stderr)
 
+    import torch_geometric
+
+    for result in results.values():
+        result["torch_geometric"] = torch_geometric.__version__
+    if args.merge and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        results = {**previous["models"], **results}
     out = {
         "machine": machine_info("cpu"),
         "parameters": {k: str(v) for k, v in vars(args).items()},

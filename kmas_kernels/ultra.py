@@ -216,9 +216,10 @@ class KMASNegativeSampling:
         self._warned_many_graphs = False
         self._last: dict[str, Any] = {}
         self._patches: list[tuple[Any, str, Any]] = []
-        self._handles = self._register_hooks(model, relation_module)
+        self._handles: list = []
         for data in train_data if isinstance(train_data, (list, tuple)) else ([] if train_data is None else [train_data]):
             self._state_for(data)
+        self._handles = self._register_hooks(model, relation_module)  # last: nothing left hooked if a graph is bad
 
     # ------------------------------------------------------------------ hooks
     def _register_hooks(self, model: torch.nn.Module | None, relation_module: Any) -> list:

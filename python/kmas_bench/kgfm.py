@@ -16,6 +16,9 @@ Substitutions, forced by this machine and said here once:
   that its own ``build_relation_graph_exp`` builds the semantic relation graph and its fused
   representations are what the hook sees.
 - MOTIF's Triton kernels (``use_triton``, on by default) need a GPU: on CPU its own torch path runs.
+- TRIX's layers call ``MessagePassing.inspector.distribute`` and import
+  ``torch_geometric.utils.degree``, both gone in torch-geometric >= 2.5: it needs 2.4
+  (``trix_supported()`` says so; its test skips otherwise).
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ _LAYOUT = {
     "motif": dict(package="motif", root="", script="script/run.py", relation_module="relation_model"),
     "semma": dict(package="ultra", root="", script="script/run.py", relation_module="combiner"),
 }
-# the repositories' published checkpoints name this dataset for GraIL's fb237_v1 (SEMMA's descriptions)
+# the GraIL graph each model trains on here: MOTIF's relation hypergraph on fb237_v1 (360 relations)
+# has 206k hyperedges and its CPU path materialises messages per hyperedge and row (> 20 GB at
+# B = 8); WN18RR_v1 has 18 relations
+GRAPH = {"ultra": "fb237_v1", "trix": "fb237_v1", "motif": "WN18RR_v1", "semma": "fb237_v1"}
+# SEMMA's relation descriptions for GraIL's fb237_v1
 _SEMMA_DATASET = {"fb237_v1": "FB15k237Inductive-v1"}
 
 
@@ -88,6 +95,17 @@ def _import_script(path: Path, name: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def trix_supported() -> str | None:
+    """None if TRIX's code can run with the installed torch-geometric, else why not."""
+    import torch_geometric
+
+    major, minor = (int(x) for x in torch_geometric.__version__.split(".")[:2])
+    if (major, minor) >= (2, 5):
+        return (f"TRIX's layers need torch-geometric 2.4 (Inspector.distribute, torch_geometric.utils.degree), "
+                f"found {torch_geometric.__version__}")
+    return None
 
 
 def load_graph(data_dir: Path, num_valid: int = 4):
@@ -194,7 +212,11 @@ def _build_motif(tasks, train_data, valid_data, vocab, data_dir, depth):
         for module in model.modules():
             if hasattr(module, "use_triton"):
                 module.use_triton = False
-    return model, train_data, valid_data
+    graphs = []
+    for data in (train_data, valid_data):  # as its datasets build them: a device field, then the pre_transform
+        data.device = torch.device("cpu")
+        graphs.append(tasks.build_relation_hypergraph(tasks.build_relation_graph(data)))
+    return (model, *graphs)
 
 
 def _build_semma(tasks, train_data, valid_data, vocab, data_dir, depth):
