@@ -168,11 +168,22 @@ def setup(name: str, path: str | Path, data_dir: str | Path, *, depth: int | Non
 
 @contextlib.contextmanager
 def enter(kgfm: KGFMSetup) -> Iterator[KGFMSetup]:
-    """Make ``kgfm``'s checkout the one ``sys.modules`` resolves (and SEMMA's cwd its checkout)."""
+    """Make ``kgfm``'s checkout the one ``sys.modules`` resolves. Each checkout JIT-builds its own
+    ``rspmm`` C++ extension on first use; unless $TORCH_EXTENSIONS_DIR is set, each gets its own
+    build folder, so that the four copies do not rebuild over one another."""
+    from torch.utils.cpp_extension import get_default_build_root
+
     layout = _LAYOUT[kgfm.name]
     root = Path(kgfm.tasks.__file__).parents[1]
-    with checkout_modules(layout["package"], root, saved=kgfm.modules):
-        yield kgfm
+    previous = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if previous is None:
+        os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(get_default_build_root(), f"kgfm_{kgfm.name}")
+    try:
+        with checkout_modules(layout["package"], root, saved=kgfm.modules):
+            yield kgfm
+    finally:
+        if previous is None:
+            del os.environ["TORCH_EXTENSIONS_DIR"]
 
 
 @contextlib.contextmanager
