@@ -48,6 +48,34 @@ class Timed:
                 "sampler_share": sum(mining) / sum(steps)}
 
 
+def write(args, results: dict) -> None:
+    """Write (or with --merge, extend) the result file atomically; called after every model."""
+    import torch_geometric
+
+    from kmas_bench.measure import machine_info
+
+    for result in results.values():
+        result.setdefault("torch_geometric", torch_geometric.__version__)
+    if args.merge and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        results = {**previous["models"], **results}
+    out = {
+        "machine": machine_info("cpu"),
+        "parameters": {k: str(v) for k, v in vars(args).items()},
+        "notes": ("SEMMA: deterministic stand-in text embeddings (the sentence model cannot be downloaded); "
+                  "MOTIF: its torch path (its Triton kernels need a GPU). Both runs per model share the model "
+                  "(trained on) and the machine, which other jobs shared: compare the two columns, not across files."),
+        "models": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump(out, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "grail",
@@ -64,7 +92,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from kmas_bench import kgfm
-    from kmas_bench.measure import machine_info
     from kmas_kernels.ultra import install
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
@@ -110,29 +137,9 @@ def main() -> None:
             "loadavg_1min_after": os.getloadavg()[0],
         }
         print(name, json.dumps(results[name], indent=1), file=sys.stderr)
+        write(args, results)
 
-    import torch_geometric
-
-    for result in results.values():
-        result["torch_geometric"] = torch_geometric.__version__
-    if args.merge and args.out.is_file():
-        previous = json.loads(args.out.read_text())
-        results = {**previous["models"], **results}
-    out = {
-        "machine": machine_info("cpu"),
-        "parameters": {k: str(v) for k, v in vars(args).items()},
-        "notes": ("SEMMA: deterministic stand-in text embeddings (the sentence model cannot be downloaded); "
-                  "MOTIF: its torch path (its Triton kernels need a GPU). Both runs per model share the model "
-                  "(trained on) and the machine, which other jobs shared: compare the two columns, not across files."),
-        "models": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, args.out)
+    write(args, results)
     print(f"wrote {args.out}", file=sys.stderr)
 
 
