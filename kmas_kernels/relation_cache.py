@@ -103,7 +103,7 @@ class RelationSimilarityCache:
         for key, (shape, dtype) in expected.items():
             value = state.get(key)
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
-                got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
                 raise ValueError(f"KMASNegativeSampling state: graph cache {key!r} must be a {shape} {dtype} tensor, got {got}")
         if not torch.isfinite(state["similarity"]).all():
             raise ValueError("KMASNegativeSampling state: graph cache 'similarity' has NaN or inf values")
