@@ -61,6 +61,53 @@ def test_mean_model_score_separates_negatives_from_positives():
     assert m["share_scored_above_positive"] == pytest.approx(1 / 4)
 
 
+def test_tail_degree_and_hub_bias_by_hand():
+    n, r0 = 5, 2
+    # (0, r0, 1), (2, r0, 1), (0, r1, 3): with inverses, entity 1 is a tail of r0; 3 of r1;
+    # 0 a tail of inverse r0 (=2) and inverse r1 (=3); 2 of inverse r0; 4 of nothing
+    train = torch.tensor([[0, 0, 1], [2, 0, 1], [0, 1, 3]])
+    index = KGIndex.from_triples(train, num_entities=n, num_relations=r0)
+    assert hardness.tail_degree(index).tolist() == [2, 1, 1, 1, 0]
+    negatives = torch.tensor([[0, 0, 4], [2, 1, 4]])  # degrees 2, 2, 0 | 1, 1, 0: mean 6 / 6 = 1
+    positive = torch.tensor([4, 4])                    # degree 0: ratio undefined
+    assert hardness.hub_bias(index, negatives, torch.tensor([1, 0]))["negative_tail_degree"] == pytest.approx(1.0)
+    m = hardness.hub_bias(index, negatives, torch.tensor([1, 0]))  # answers' degrees 1, 2: mean 1.5
+    assert m["positive_tail_degree"] == pytest.approx(1.5) and m["hub_bias"] == pytest.approx(1.0 / 1.5)
+    assert math.isnan(hardness.hub_bias(index, negatives, positive)["hub_bias"])
+
+
+def test_effective_relations_is_exp_entropy():
+    w = torch.tensor([[1.0, 0.0, 0.0, 0.0],    # one relation: entropy 0, n_eff 1
+                      [1.0, 1.0, 1.0, 1.0],    # uniform over 4: n_eff 4
+                      [2.0, 2.0, 0.0, 0.0]])   # unnormalised, two equal: n_eff 2
+    m = hardness.effective_relations(w)
+    assert m["effective_relations"] == pytest.approx((1 + 4 + 2) / 3)
+    assert m["mean_max_weight"] == pytest.approx((1 + 0.25 + 0.5) / 3)
+    # weights 3/4, 1/4: entropy = -(3/4 ln 3/4 + 1/4 ln 1/4)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert hardness.effective_relations(torch.tensor([[3.0, 1.0]]))["effective_relations"] == pytest.approx(math.exp(h))
+    with pytest.raises(ValueError, match="weights"):
+        hardness.effective_relations(torch.tensor([[0.0, 0.0]]))
+    with pytest.raises(ValueError, match="weights"):
+        hardness.effective_relations(torch.tensor([[-1.0, 2.0]]))
+
+
+def test_kmas_relation_weights_follow_temperature_and_top_relations():
+    from types import SimpleNamespace
+
+    index = KGIndex.from_triples(torch.tensor([[0, 0, 1], [1, 1, 2]]), num_entities=3, num_relations=2)  # R = 4
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # cos to relation 0: 1, 1, 0, -1
+    problem = SimpleNamespace(index=index, embeddings=z, query_relation=torch.tensor([0]))
+    w = hardness.kmas_relation_weights(problem, {"temperature": 1.0})
+    expected = torch.softmax(torch.tensor([1.0, 1.0, 0.0, -1.0]), dim=0)
+    assert torch.allclose(w[0], expected)
+    w2 = hardness.kmas_relation_weights(problem, {"temperature": 1.0, "top_relations": 2})
+    assert torch.allclose(w2[0], torch.tensor([0.5, 0.5, 0.0, 0.0]))
+    assert hardness.effective_relations(w2)["effective_relations"] == pytest.approx(2.0)
+    problem.embeddings = None  # no embeddings: one-hot on the query relation
+    assert hardness.kmas_relation_weights(problem).tolist() == [[1.0, 0.0, 0.0, 0.0]]
+
+
 def test_ultra_layout_and_query_form_round_trip():
     rows = torch.tensor([[0, 0, 1], [2, 1, 3], [4, 0, 5], [1, 1, 2]])  # [h, r, t]
     problem = Problem(index=None, graph=None, rows=rows, query_entity=None, query_relation=None, positive=None,
@@ -93,9 +140,14 @@ def test_cli_smoke_writes_the_table_json_and_plots(tmp_path, capsys):
     for row in rows.values():
         assert row["cost"]["seconds_per_call"] > 0 and "extra_peak_bytes" in row["cost"]
         assert 0 <= row["hardness"]["type_consistency"] <= 1
-        assert 0 <= row["hardness"]["false_negative_rate"] <= 1
+        assert 0 <= row["hardness"]["false_negative_rate"] <= row["hardness"]["false_negative_rate_all"] <= 1
+        assert row["hardness"]["hub_bias"] > 0 and row["hardness"]["positive_tail_degree"] > 0
     # strict samplers never return a known training triple; hard negatives are type-consistent far more often
     assert rows["strict-rejection"]["hardness"]["train_triple_rate"] == 0
+    # without a checkpoint KMAS mixes one relation (the query's own tail set): n_eff = 1
+    assert rows["kmas-reference"]["hardness"]["effective_relations"] == pytest.approx(1.0)
+    assert "effective_relations" not in rows["ultra-strict"]["hardness"]
+    assert "hub bias" in printed and "n_eff(w)" in printed
     assert rows["kmas-reference"]["hardness"]["type_consistency"] > rows["ultra-strict"]["hardness"]["type_consistency"] + 0.2
     assert {r["num_entities"] for r in result["sweep"]} == {300, 600}
     over = result["overhead"]

@@ -26,7 +26,8 @@ def table(result: dict) -> str:
     rows = result["table"]["rows"]
     typed = result["graph"]["typed"]
     type_col = "type-consistent" if typed else "in obs. range"
-    head = f"{'sampler':46s} {'ms / call':>10s} {'extra peak MiB':>15s} {type_col:>16s} {'false-neg rate':>15s} {'model score':>12s}"
+    head = (f"{'sampler':46s} {'ms / call':>10s} {'extra peak MiB':>15s} {type_col:>16s} {'false-neg rate':>15s} "
+            f"{'FN (all known)':>15s} {'model score':>12s} {'≥ positive':>11s} {'hub bias':>9s} {'n_eff(w)':>9s}")
     lines = [head, "-" * len(head)]
     notes = []
     for row in rows:
@@ -39,13 +40,19 @@ def table(result: dict) -> str:
         if "error" in cost:
             notes.append(f"{row['sampler']}: {cost['error']}")
         lines.append(f"{label(row['sampler']):46s} {ms:>10s} {mem:>15s} {_fmt(hard.get('type_consistency'), '.3f'):>16s} "
-                     f"{_fmt(hard.get('false_negative_rate'), '.4f'):>15s} {_fmt(hard.get('mean_score'), '.3f'):>12s}")
+                     f"{_fmt(hard.get('false_negative_rate'), '.4f'):>15s} {_fmt(hard.get('false_negative_rate_all'), '.4f'):>15s} "
+                     f"{_fmt(hard.get('mean_score'), '.3f'):>12s} {_fmt(hard.get('share_scored_above_positive'), '.3f'):>11s} "
+                     f"{_fmt(hard.get('hub_bias'), '.2f'):>9s} {_fmt(hard.get('effective_relations'), '.1f'):>9s}")
     p = result["parameters"]
     g = result["graph"]
     lines.append("")
     lines.append(f"graph: {g['name']}, {g['num_train']} training triples; B={p['batch']}, k={p['negatives']}, "
                  f"device {result['machine']['device']} ({result['machine']['device_name']}); "
                  f"time: median of {p['repeats']} calls, each sampler in its own process")
+    lines.append("false-neg rate: share of negatives that are held-out true triples (valid + test); FN (all known): "
+                 "also training triples; ≥ positive: share the model scores at least as high as the row's positive; "
+                 "hub bias: mean tail-degree of the negatives / that of the true answers; n_eff(w): exp(entropy) of "
+                 "KMAS's relation weights")
     lines.extend(f"note: {n}" for n in result["table"].get("notes", []) + notes)
     return "\n".join(lines)
 

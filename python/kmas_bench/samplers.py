@@ -156,8 +156,13 @@ def _ultra_tasks(ultra_path: str):
     return tasks
 
 
-def make_sampler(name: str, problem: Problem, k: int, seed: int = 0, ultra_path: str | None = None) -> Callable[[], torch.Tensor]:
-    """A zero-argument callable drawing k negatives for every row of the problem (new seed per call)."""
+def make_sampler(name: str, problem: Problem, k: int, seed: int = 0, ultra_path: str | None = None,
+                 kmas_options: dict | None = None) -> Callable[[], torch.Tensor]:
+    """A zero-argument callable drawing k negatives for every row of the problem (new seed per call).
+
+    ``kmas_options``: extra keyword arguments of ``hard_negatives`` for the KMAS rows
+    (``temperature``, ``top_relations``, ``relation_weights`` ...); None: the package defaults.
+    """
     from kmas_kernels import hard_negatives
     from kmas_kernels.core.philox import STREAM_UNIFORM
     from kmas_kernels.core.uniform import uniform_negatives
@@ -166,8 +171,11 @@ def make_sampler(name: str, problem: Problem, k: int, seed: int = 0, ultra_path:
     calls = iter(range(seed * 1_000_003 + 1, 1 << 62))
     if name.startswith("kmas-"):
         backend = name.removeprefix("kmas-")
-        return lambda: hard_negatives(p.index, p.query_entity, p.query_relation, relation_embeddings=p.embeddings,
-                                      num_negatives=k, positive=p.positive, seed=next(calls), backend=backend)
+        options = dict(kmas_options or {})
+        if "relation_weights" not in options:
+            options["relation_embeddings"] = p.embeddings
+        return lambda: hard_negatives(p.index, p.query_entity, p.query_relation, num_negatives=k, positive=p.positive,
+                                      seed=next(calls), backend=backend, **options)
     if name == "strict-rejection":
         return lambda: uniform_negatives(p.index, p.query_entity, p.query_relation, p.positive, k, seed=next(calls),
                                          strict=True, stream=STREAM_UNIFORM)
