@@ -1,0 +1,547 @@
+"""The pre-training study: fresh ULTRA models on a mix of graphs, strict random vs KMAS negatives.
+
+ULTRA's multi-graph pre-training (script/pretrain.py), in kmas_ultra's plain-torch model: each
+step picks one training graph with probability proportional to its number of edges, takes B of its
+triples (without replacement), adds k negatives per row (rows [0, B/2) corrupt tails, the rest
+heads), and takes an AdamW step on ULTRA's self-adversarial BCE. The negatives are either ULTRA's
+strict random ones (``kmas_ultra.tasks.negative_sampling``) or KMAS's through the drop-in
+(``kmas_kernels.ultra.KMASNegativeSampling``, relation embeddings from the model's own relation
+encoder as it learns, one cache per training graph).
+
+A *run* is one configuration (sampler and its settings) with one seed. Every run:
+
+- validates every ``valid_every`` steps on the study's named validation splits (a fixed subset of
+  each training graph's valid triples; mean of per-graph MRR);
+- writes ``<stem>/<run>.partial.pth`` every ``save_every`` steps (model, optimizer, sampler and
+  random-generator states, history) and resumes from it when relaunched (the KMAS similarity
+  cache is not saved: it refills from the forwards after a resume);
+- when finished, writes its final checkpoint ``<stem>_<run>.pth`` ({"model", "architecture", ...},
+  loadable by ``kmas-eval --checkpoint``) and its result ``<stem>/<run>.json``, both atomically;
+  a relaunch skips runs whose result exists.
+
+The zero-shot test (:func:`zero_shot`) evaluates finished runs' final checkpoints on the study's
+test graphs; the study declares it is done once, for the chosen setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+VALID_SUBSET_SEED = 20260601
+TEST_SUBSET_SEED = 20260602
+SAMPLERS = ("strict", "kmas")
+
+
+# ---------------------------------------------------------------- configurations
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: a sampler with its settings, a seed, and the training budget."""
+
+    sampler: str
+    seed: int = 0
+    steps: int = 1000
+    batch: int = 16
+    negatives: int = 64
+    lr: float = 5e-4
+    dim: int = 64
+    num_layers: int = 6
+    temperature: float | None = None  # KMAS only; None: the package default
+    top_relations: int | None = None
+    max_ratio: float | None = None
+    final_ratio: float | None = None
+    warmup_fraction: float | None = None
+    peak_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        kmas_only = ("temperature", "top_relations", "max_ratio", "final_ratio", "warmup_fraction", "peak_fraction")
+        if self.sampler != "kmas" and any(getattr(self, k) is not None for k in kmas_only):
+            raise ValueError(f"{', '.join(kmas_only)} apply to the kmas sampler only")
+
+    @property
+    def label(self) -> str:
+        """The configuration without the seed, e.g. 'kmas_T0.1_top3_max0.5'."""
+        if self.sampler == "strict":
+            return "strict"
+        parts = ["kmas"]
+        for key, short in (("temperature", "T"), ("top_relations", "top"), ("max_ratio", "max"), ("final_ratio", "final"),
+                           ("warmup_fraction", "warm"), ("peak_fraction", "peak")):
+            value = getattr(self, key)
+            if value is not None:
+                parts.append(f"{short}{value:g}")
+        return "_".join(parts)
+
+    @property
+    def name(self) -> str:
+        """File-name stem of the run: configuration and seed."""
+        return f"{self.label}_seed{self.seed}"
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    def kmas_options(self) -> dict:
+        from kmas_kernels import HardRatioSchedule
+
+        options = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        if self.top_relations is not None:
+            options["top_relations"] = self.top_relations
+        schedule = {}
+        if self.max_ratio is not None:
+            schedule["max_ratio"] = self.max_ratio
+        if self.final_ratio is not None:
+            schedule["final_ratio"] = self.final_ratio
+        if self.warmup_fraction is not None:
+            schedule["warmup_steps"] = round(self.warmup_fraction * self.steps)
+        if self.peak_fraction is not None:
+            schedule["peak_step"] = round(self.peak_fraction * self.steps)
+        if schedule:
+            options["schedule"] = HardRatioSchedule(self.steps, **schedule)
+        return options
+
+
+CONFIG_KEYS = {"T": ("temperature", float), "top": ("top_relations", int), "max": ("max_ratio", float),
+               "final": ("final_ratio", float), "warm": ("warmup_fraction", float), "peak": ("peak_fraction", float)}
+
+
+def parse_config(spec: str, **budget) -> dict:
+    """'strict' or 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4' -> RunConfig fields."""
+    sampler, _, rest = spec.partition(":")
+    fields = {"sampler": sampler, **budget}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in CONFIG_KEYS:
+            raise ValueError(f"--configs {spec!r}: expected key=value with key in {sorted(CONFIG_KEYS)}, got {item!r}")
+        name, kind = CONFIG_KEYS[key]
+        fields[name] = None if value in ("all", "none") else kind(value)
+    return fields
+
+
+# ---------------------------------------------------------------- graphs
+
+@dataclass
+class StudyGraphs:
+    """The training graphs (ULTRA data objects) and the fixed validation query subsets."""
+
+    names: list[str]
+    train: list  # kmas_ultra Graph per training graph (facts = targets = train triples)
+    valid: list  # (valid Graph, filter Graph, (M, 3) queries) per training graph
+    edges: list[int] = field(default_factory=list)
+
+
+def _subset(triples: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor:
+    if not limit or limit >= triples.shape[0]:
+        return triples
+    g = torch.Generator().manual_seed(seed)
+    return triples[torch.randperm(triples.shape[0], generator=g)[:limit]]
+
+
+def load_study_graphs(root: Path, graphs: list[str], valid_queries: int | None) -> StudyGraphs:
+    from kmas_ultra import load_transductive, triples_of
+
+    out = StudyGraphs([], [], [], [])
+    for rel in graphs:
+        split = load_transductive(Path(root) / rel)
+        out.names.append(rel)
+        out.train.append(split.train)
+        out.valid.append((split.valid, split.valid_filter, _subset(triples_of(split.valid), valid_queries, VALID_SUBSET_SEED)))
+        out.edges.append(split.train.num_edges)
+    return out
+
+
+def graph_probabilities(edges: list[int]) -> torch.Tensor:
+    """ULTRA's multigraph_collator: a graph is chosen with probability proportional to its edges."""
+    p = torch.tensor(edges, dtype=torch.float64)
+    return p / p.sum()
+
+
+# ---------------------------------------------------------------- one run
+
+def validate(model, graphs: StudyGraphs, batch_size: int = 16) -> dict:
+    from kmas_ultra import evaluate
+
+    per_graph = {}
+    for name, (data, filt, queries) in zip(graphs.names, graphs.valid):
+        m = evaluate(model, data, queries, filt, batch_size=batch_size)
+        per_graph[name] = {k: m[k] for k in ("mrr", "hits@1", "hits@3", "hits@10", "num_ranks")}
+    mean = {k: sum(v[k] for v in per_graph.values()) / len(per_graph) for k in ("mrr", "hits@10")}
+    return {**mean, "per_graph": per_graph}
+
+
+def make_model(config: RunConfig):
+    from kmas_ultra import Ultra
+
+    torch.manual_seed(config.seed)
+    return Ultra(dim=config.dim, num_layers=config.num_layers)
+
+
+def architecture(config: RunConfig) -> dict:
+    return {"class": "kmas_ultra.Ultra", "dim": config.dim, "num_layers": config.num_layers, "flow": "rspmm"}
+
+
+def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_path: Path, *, valid_every: int,
+            save_every: int = 0, eval_batch_size: int = 16, progress: bool = True, log=print,
+            stop_after: int | None = None) -> dict | None:
+    """Train one run (resuming from ``<run>.partial.pth`` when present); returns its result dict.
+
+    ``stop_after``: stop (after saving the partial state) once this many steps are done, without
+    finishing the run; returns None then. For tests of the resume path.
+    """
+    from tqdm import tqdm
+
+    from kmas_ultra.tasks import negative_sampling, self_adversarial_bce
+
+    from .atomic import save_torch_atomic, write_json_atomic
+
+    partial = run_dir / f"{config.name}.partial.pth"
+    model = make_model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)  # graph choice and batch rows
+    negative_generator = torch.Generator().manual_seed(config.seed + 1)  # strict random negatives
+    probs = graph_probabilities(graphs.edges)
+    kmas = None
+    if config.sampler == "kmas":
+        from kmas_kernels.ultra import KMASNegativeSampling
+
+        kmas = KMASNegativeSampling(model, graphs.train, config.steps, seed=config.seed, **config.kmas_options())
+    step, losses, history, graph_counts, seconds = 0, [], [], [0] * len(graphs.train), 0.0
+    if partial.is_file():
+        state = torch.load(partial, map_location="cpu", weights_only=True)
+        if state["digest"] != config.digest():
+            raise ValueError(f"{partial} belongs to another configuration (digest {state['digest']} != {config.digest()}): remove it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        negative_generator.set_state(state["negative_generator"])
+        step, losses, history = int(state["step"]), list(state["losses"]), json.loads(state["history"])
+        graph_counts, seconds = list(state["graph_counts"]), float(state["seconds"])
+        if kmas is not None:
+            kmas.load_state_dict({"seed": int(state["kmas"]["seed"]), "step": int(state["kmas"]["step"])})
+        log(f"{config.name}: resumed at step {step}")
+
+    def save_partial() -> None:
+        save_torch_atomic(partial, {
+            "digest": config.digest(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(), "negative_generator": negative_generator.get_state(), "step": step,
+            "losses": losses, "history": json.dumps(history), "graph_counts": graph_counts, "seconds": seconds,
+            "kmas": kmas.state_dict() if kmas is not None else {},
+        })
+
+    def run_validation() -> None:
+        if kmas is not None:
+            with kmas.paused():
+                metrics = validate(model, graphs, eval_batch_size)
+        else:
+            metrics = validate(model, graphs, eval_batch_size)
+        history.append({"step": step, **metrics})
+        log(f"{config.name} step {step}: valid mrr {metrics['mrr']:.4f} hits@10 {metrics['hits@10']:.4f}")
+        model.train()
+
+    if step == 0 and not history:
+        run_validation()  # the random-init point of the curve
+    bar = tqdm(total=config.steps, initial=step, desc=config.name, unit="step", file=sys.stderr, disable=not progress)
+    model.train()
+    while step < config.steps:
+        started = time.perf_counter()
+        g = int(torch.multinomial(probs, 1, generator=generator))
+        data = graphs.train[g]
+        rows = torch.randperm(data.target_edge_type.shape[0], generator=generator)[: config.batch]
+        batch = torch.cat([data.target_edge_index[:, rows], data.target_edge_type[rows].unsqueeze(0)]).t()
+        if kmas is not None:
+            batch = kmas(data, batch, config.negatives, strict=True)
+        else:
+            batch = negative_sampling(data, batch, config.negatives, strict=True, generator=negative_generator)
+        loss = self_adversarial_bce(model(data, batch), 1.0)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+        graph_counts[g] += 1
+        step += 1
+        seconds += time.perf_counter() - started
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", graph=Path(graphs.names[g]).name)
+        if valid_every and step % valid_every == 0 and step < config.steps:
+            run_validation()
+        if save_every and step % save_every == 0 and step < config.steps:
+            save_partial()
+        if stop_after is not None and step >= stop_after and step < config.steps:
+            save_partial()
+            bar.close()
+            if kmas is not None:
+                kmas.close()
+            return None
+    bar.close()
+    run_validation()
+    if kmas is not None:
+        kmas.close()
+    best = max(history, key=lambda h: h["mrr"])
+    save_torch_atomic(checkpoint_path, {"model": model.state_dict(), "architecture": architecture(config),
+                                        "run": asdict(config), "step": step, "valid": history[-1]})
+    result = {
+        "run": config.name, "config": asdict(config), "label": config.label, "digest": config.digest(),
+        "training_graphs": graphs.names, "graph_probabilities": probs.tolist(), "graph_steps": graph_counts,
+        "valid": history, "final_valid_mrr": history[-1]["mrr"], "best_valid_mrr": best["mrr"], "best_valid_step": best["step"],
+        "losses": losses, "train_seconds": seconds, "seconds_per_step": seconds / max(1, step),
+        "checkpoint": checkpoint_path.name, "architecture": architecture(config),
+    }
+    write_json_atomic(run_dir / f"{config.name}.json", result)
+    if partial.is_file():
+        partial.unlink()
+    return result
+
+
+def run_all(configs: list[RunConfig], graphs: StudyGraphs, out: Path, stem: str, *, valid_every: int, save_every: int = 0,
+            progress: bool = True, log=print) -> list[dict]:
+    """Every run not finished yet (a finished run's JSON exists with the same configuration digest)."""
+    run_dir = out / stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for config in configs:
+        done = run_dir / f"{config.name}.json"
+        if done.is_file():
+            previous = json.loads(done.read_text())
+            if previous.get("digest") != config.digest():
+                raise ValueError(f"{done} holds another configuration of {config.name} (a different budget?): "
+                                 "use another --name or remove it")
+            log(f"{config.name}: finished before, skipped")
+            results.append(previous)
+            continue
+        result = run_one(config, graphs, run_dir, out / f"{stem}_{config.name}.pth", valid_every=valid_every,
+                         save_every=save_every, progress=progress, log=log)
+        results.append(result)
+    return results
+
+
+# ---------------------------------------------------------------- zero-shot test
+
+def load_test_graph(root: Path, spec: dict, limit: int | None):
+    """(name, data, filter, queries) of one zero-shot test graph of the study file."""
+    from kmas_ultra import load_inductive, load_transductive, triples_of
+
+    if spec["protocol"] == "inductive":
+        split = load_inductive(root / spec["train_dir"], root / spec["inference_dir"])
+    else:
+        split = load_transductive(root / spec["dir"])
+    return spec["name"], split.test, split.test_filter, _subset(triples_of(split.test), limit, TEST_SUBSET_SEED)
+
+
+def entity_names(folder: Path) -> set[str]:
+    names = set()
+    for part in ("train.txt", "valid.txt", "test.txt"):
+        path = folder / part
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                fields = line.split("\t") if "\t" in line else line.split()
+                if len(fields) >= 3:
+                    names.update((fields[0], fields[2]))
+    return names
+
+
+def zero_shot(checkpoints: dict[str, Path], root: Path, test_specs: list[dict], training_graphs: list[str], *,
+              limit: int | None, batch_size: int = 16, progress: bool = True, log=print) -> dict:
+    """MRR / Hits@10 of every checkpoint (run name -> path) on every test graph; entity overlaps recorded."""
+    from tqdm import tqdm
+
+    from kmas_ultra import evaluate, load_checkpoint
+
+    seen = set().union(*(entity_names(root / g) for g in training_graphs))
+    graphs = [load_test_graph(root, spec, limit) for spec in test_specs]
+    overlap = {}
+    for spec in test_specs:
+        folder = root / (spec.get("inference_dir") or spec["dir"])
+        names = entity_names(folder)
+        overlap[spec["name"]] = len(names & seen) / max(1, len(names))
+    per_run = {}
+    bar = tqdm(total=len(checkpoints) * len(graphs), desc="zero-shot", disable=not progress)
+    for run, path in checkpoints.items():
+        model = load_checkpoint(path)
+        per_run[run] = {}
+        for name, data, filt, queries in graphs:
+            m = evaluate(model, data, queries, filt, batch_size=batch_size)
+            per_run[run][name] = {k: m[k] for k in ("mrr", "hits@1", "hits@3", "hits@10", "num_ranks")}
+            log(f"{run} {name}: mrr {m['mrr']:.4f} hits@10 {m['hits@10']:.4f}")
+            bar.update(1)
+    bar.close()
+    return {"per_run": per_run, "entity_overlap_with_training_graphs": overlap,
+            "num_queries": {name: int(q.shape[0]) for name, _, _, q in graphs}, "query_limit": limit}
+
+
+def spread(values: list[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n if n else float("nan")
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "n": n}
+
+
+def summarise(results: list[dict], test: dict | None) -> dict:
+    """Per configuration label: final / best validation MRR over seeds; zero-shot MRR and Hits@10 per graph."""
+    labels = sorted({r["label"] for r in results})
+    summary = {}
+    for label in labels:
+        mine = [r for r in results if r["label"] == label]
+        entry = {"seeds": [r["config"]["seed"] for r in mine],
+                 "final_valid_mrr": spread([r["final_valid_mrr"] for r in mine]),
+                 "best_valid_mrr": spread([r["best_valid_mrr"] for r in mine]),
+                 "seconds_per_step": spread([r["seconds_per_step"] for r in mine])}
+        if test:
+            per_graph = {}
+            runs = [test["per_run"][r["run"]] for r in mine if r["run"] in test["per_run"]]
+            for graph in (runs[0] if runs else {}):
+                per_graph[graph] = {metric: spread([run[graph][metric] for run in runs]) for metric in ("mrr", "hits@10")}
+            if per_graph:
+                entry["zero_shot"] = per_graph
+                entry["zero_shot_mean_mrr"] = spread([sum(run[g]["mrr"] for g in run) / len(run) for run in runs])
+        summary[label] = entry
+    return summary
+
+
+# ---------------------------------------------------------------- plots
+
+def plot(result: dict, path: Path) -> None:
+    """Validation MRR over steps (a line per run, colour per configuration) and zero-shot MRR per graph."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    labels = sorted({r["label"] for r in runs})
+    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    has_test = any("zero_shot" in s for s in result["summary"].values())
+    fig, axes = plt.subplots(1, 2 if has_test else 1, figsize=(13 if has_test else 7, 4.2), squeeze=False)
+    ax = axes[0][0]
+    for r in runs:
+        steps = [h["step"] for h in r["valid"]]
+        ax.plot(steps, [h["mrr"] for h in r["valid"]], marker=".", color=colors[r["label"]], alpha=0.8,
+                label=r["label"] if r["config"]["seed"] == min(x["config"]["seed"] for x in runs if x["label"] == r["label"]) else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation MRR (mean over the validation graphs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if has_test:
+        ax = axes[0][1]
+        graphs = list(next(s["zero_shot"] for s in result["summary"].values() if "zero_shot" in s))
+        width = 0.8 / max(1, len(labels))
+        for i, label in enumerate(labels):
+            z = result["summary"][label].get("zero_shot")
+            if not z:
+                continue
+            xs = [j + i * width for j in range(len(graphs))]
+            ax.bar(xs, [z[g]["mrr"]["mean"] for g in graphs], width, yerr=[z[g]["mrr"]["std"] for g in graphs],
+                   color=colors[label], label=f"{label} (n={z[graphs[0]]['mrr']['n']})", capsize=2)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(graphs))])
+        ax.set_xticklabels(graphs, rotation=30, fontsize=7)
+        ax.set_ylabel("zero-shot MRR (mean ± std over seeds)")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    p = result["parameters"]
+    fig.suptitle(f"pre-training on {', '.join(Path(g).name for g in p['training_graphs'])}: {p['steps']} steps, B={p['batch']}, "
+                 f"k={p['negatives']}, dim {p['dim']} x {p['num_layers']} layers", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- command line
+
+def add_parsers(sub, common) -> None:
+    for command, text in (("run", "pre-train (resumable); validation MRR over steps"),
+                          ("test", "zero-shot test of finished runs (once, for the chosen setting)")):
+        p = sub.add_parser(command, help=text)
+        common(p)
+        p.add_argument("--study", type=Path, default=None, help="the study's design file (default benchmarks/study/pretrain_study.json)")
+        p.add_argument("--configs", nargs="+", default=["strict", "kmas"],
+                       help="'strict', 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4' (unset: package defaults)")
+        p.add_argument("--seeds", type=int, nargs="+", default=[0])
+        p.add_argument("--steps", type=int, default=1000)
+        p.add_argument("--batch", type=int, default=16)
+        p.add_argument("--negatives", type=int, default=64)
+        p.add_argument("--lr", type=float, default=5e-4)
+        p.add_argument("--dim", type=int, default=64, help="model width (ultra_3g: 64)")
+        p.add_argument("--layers", type=int, default=6, help="layers per NBFNet (ultra_3g: 6)")
+        p.add_argument("--graphs", nargs="+", default=None, help="training graphs relative to the data root (default: the study's)")
+        p.add_argument("--valid-queries", type=int, default=None, help="validation queries per graph (default: the study's)")
+        p.add_argument("--valid-every", type=int, default=100)
+        p.add_argument("--save-every", type=int, default=50, help="steps between resumable partial states (0: none)")
+        p.add_argument("--test-queries", type=int, default=None, help="test queries per graph (default: the study's; 0: all)")
+        p.add_argument("--test-graphs", nargs="+", default=None, help="names of the study's test graphs to use (default: all)")
+        p.add_argument("--eval-batch-size", type=int, default=16)
+        if command == "run":
+            p.add_argument("--test", action="store_true", help="also run the zero-shot test when every run is finished")
+
+
+def main(args) -> int:
+    from .atomic import write_json_atomic
+    from .cli import default_out
+    from .measure import machine_info
+    from .pretrain_cli import data_root, study_file
+
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    root = args.data_root or data_root()
+    if root is None:
+        sys.exit("kmas-pretrain: no data folder (set --data-root or KMAS_SHARED_DATA)")
+    root = Path(root)
+    study_path = args.study or study_file()
+    study = json.loads(Path(study_path).read_text())
+    training = args.graphs or study["train_graphs"]
+    valid_queries = study["validation"]["queries_per_graph"] if args.valid_queries is None else args.valid_queries
+    budget = dict(steps=args.steps, batch=args.batch, negatives=args.negatives, lr=args.lr, dim=args.dim, num_layers=args.layers)
+    configs = [RunConfig(**parse_config(spec, seed=seed, **budget)) for spec in args.configs for seed in args.seeds]
+    out = args.out or default_out()
+    stem = args.name or "pretrain"
+    graphs = load_study_graphs(root, training, valid_queries)
+    started = time.perf_counter()
+    progress = not args.no_progress
+    if args.command == "run":
+        results = run_all(configs, graphs, out, stem, valid_every=args.valid_every, save_every=args.save_every,
+                          progress=progress, log=log)
+    else:
+        results = []
+        for c in configs:
+            path = out / stem / f"{c.name}.json"
+            if not path.is_file():
+                sys.exit(f"kmas-pretrain test: run {c.name} is not finished ({path} missing)")
+            results.append(json.loads(path.read_text()))
+    test = None
+    if args.command == "test" or getattr(args, "test", False):
+        specs = [s for s in study["zero_shot_test"]["graphs"] if not args.test_graphs or s["name"] in args.test_graphs]
+        limit = study["zero_shot_test"]["queries_per_graph"] if args.test_queries is None else (args.test_queries or None)
+        test = zero_shot({r["run"]: out / r["checkpoint"] for r in results}, root, specs, training, limit=limit,
+                         batch_size=args.eval_batch_size, progress=progress, log=log)
+    result = {
+        "tool": "kmas-pretrain",
+        "command": ["kmas-pretrain", *sys.argv[1:]],
+        "machine": machine_info("cpu"),
+        "study": Path(study_path).name,
+        "parameters": {"training_graphs": training, "validation_queries_per_graph": valid_queries,
+                       "valid_every": args.valid_every, "configs": args.configs, "seeds": args.seeds, **budget},
+        "runs": [{k: v for k, v in r.items() if k != "losses"} for r in results],
+        "zero_shot": test,
+        "summary": summarise(results, test),
+        "seconds": time.perf_counter() - started,
+    }
+    name = f"{stem}_test" if test else stem
+    path = write_json_atomic(out / f"{name}.json", result)
+    try:
+        plot(result, out / f"{name}.png")
+    except ImportError as error:
+        log(f"no plot: {error}")
+    for label, s in result["summary"].items():
+        line = f"{label:40s} final valid MRR {s['final_valid_mrr']['mean']:.4f} ± {s['final_valid_mrr']['std']:.4f} (n={s['final_valid_mrr']['n']})"
+        if "zero_shot_mean_mrr" in s:
+            line += f"  zero-shot mean MRR {s['zero_shot_mean_mrr']['mean']:.4f} ± {s['zero_shot_mean_mrr']['std']:.4f}"
+        print(line)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,100 @@
+"""``kmas-pretrain``: the pre-training study, strict random vs KMAS negatives (docs/pretraining.md).
+
+    kmas-pretrain diagnose            # training-free: KMAS settings on the validation graphs (minutes)
+    kmas-pretrain run --configs ...   # pre-train fresh ULTRA models; validation MRR over steps
+    kmas-pretrain test --configs ...  # zero-shot test of finished runs (once, for the chosen setting)
+
+The design (training / validation / test graphs, selection) is benchmarks/study/pretrain_study.json.
+Results: JSON + PNG under --out (default benchmarks/results/ in the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def data_root() -> Path | None:
+    """The shared data folder: $KMAS_SHARED_DATA, else ../shared/data beside the repository."""
+    from .cli import shared_dir
+
+    env = os.environ.get("KMAS_SHARED_DATA")
+    if env:
+        return Path(env)
+    shared = shared_dir()
+    return shared / "data" if shared and (shared / "data").is_dir() else None
+
+
+def study_file() -> Path:
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "study" / "pretrain_study.json"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from .cli import default_out
+
+    p.add_argument("--data-root", type=Path, default=None, help="shared data folder (default $KMAS_SHARED_DATA or ../shared/data)")
+    p.add_argument("--out", type=Path, default=None, help=f"default {default_out()}")
+    p.add_argument("--name", default=None, help="file-name stem of the results")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def diagnose_main(args) -> int:
+    import json
+
+    from .atomic import write_json_atomic
+    from .diagnose import diagnose, plot
+    from .measure import machine_info
+
+    root = args.data_root or data_root()
+    if root is None:
+        sys.exit("kmas-pretrain diagnose: no data folder (set --data-root or KMAS_SHARED_DATA)")
+    study = json.loads(study_file().read_text())
+    graphs = [str(root / g) for g in (args.graphs or study["train_graphs"])]
+    checkpoint = args.checkpoint or str(root.parent / "checkpoints" / "ultra_3g.pth")
+    tops = [None if m in ("all", "none") else int(m) for m in args.top_relations]
+    result = diagnose(graphs, checkpoint=checkpoint, temperatures=args.temperatures, top_relations=tops,
+                      batch=args.batch, k=args.negatives, num_batches=args.batches, seed=args.seed,
+                      progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+    result["machine"] = machine_info("cpu")
+    result["command"] = ["kmas-pretrain", *sys.argv[1:]]
+    from .cli import default_out
+
+    out = args.out or default_out()
+    stem = args.name or "pretrain_diagnose"
+    path = write_json_atomic(out / f"{stem}.json", result)
+    plot(result, out / f"{stem}.png")
+    print(f"wrote {path} and {stem}.png ({result['seconds']:.0f} s)")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="kmas-pretrain", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("diagnose", help="training-free: KMAS settings on the validation graphs")
+    _common(d)
+    d.add_argument("--graphs", nargs="+", default=None, help="data folders relative to the data root (default: the study's training graphs)")
+    d.add_argument("--checkpoint", default=None, help="default <data root>/../checkpoints/ultra_3g.pth")
+    d.add_argument("--temperatures", type=float, nargs="+", default=[0.03, 0.1, 0.3, 1.0])
+    d.add_argument("--top-relations", nargs="+", default=["all", "3", "10", "30"])
+    d.add_argument("--batch", type=int, default=64)
+    d.add_argument("--negatives", type=int, default=128)
+    d.add_argument("--batches", type=int, default=2)
+    d.add_argument("--seed", type=int, default=0)
+    from . import pretrain
+
+    pretrain.add_parsers(sub, _common)
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.command == "diagnose":
+        return diagnose_main(args)
+    return pretrain.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

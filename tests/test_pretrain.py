@@ -1,0 +1,120 @@
+"""The pre-training study runner (kmas-pretrain), end to end at a tiny budget on synthetic graph folders."""
+
+import json
+
+import pytest
+import torch
+
+from kmas_bench import pretrain
+from kmas_bench.pretrain_cli import main
+from kmas_kernels.data import synthetic_typed_kg
+
+BUDGET = dict(steps=4, batch=4, negatives=6, dim=8, num_layers=2)
+
+
+def write_folder(path, num_entities, num_relations, num_edges, seed, prefix):
+    """A head<TAB>relation<TAB>tail folder (train/valid/test) from the synthetic typed KG."""
+    kg = synthetic_typed_kg(num_entities, num_relations, 3, num_edges, seed=seed)
+    ds = kg.split(0.1, 0.1, seed=seed)
+    path.mkdir(parents=True)
+    for part in ("train", "valid", "test"):
+        lines = [f"{prefix}e{h}\tr{r}\t{prefix}e{t}" for h, r, t in getattr(ds, part).tolist()]
+        (path / f"{part}.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_folder(root / "g1", 30, 3, 150, 0, "a")
+    write_folder(root / "g2", 24, 2, 60, 1, "b")
+    write_folder(root / "unseen", 20, 3, 80, 2, "c")
+    study = {"train_graphs": ["g1", "g2"], "validation": {"queries_per_graph": 4},
+             "zero_shot_test": {"graphs": [{"name": "unseen", "protocol": "transductive", "dir": "unseen"},
+                                           {"name": "g1_again", "protocol": "transductive", "dir": "g1"}],
+                                "queries_per_graph": 4}}
+    (root / "study.json").write_text(json.dumps(study))
+    return root
+
+
+def test_configs_parse_name_and_validate():
+    c = pretrain.RunConfig(**pretrain.parse_config("kmas:T=0.03,top=3,max=0.25,warm=0.2", seed=2, **BUDGET))
+    assert (c.temperature, c.top_relations, c.max_ratio, c.warmup_fraction) == (0.03, 3, 0.25, 0.2)
+    assert c.name == "kmas_T0.03_top3_max0.25_warm0.2_seed2" and c.label == "kmas_T0.03_top3_max0.25_warm0.2"
+    schedule = c.kmas_options()["schedule"]
+    assert schedule.warmup_steps == round(0.2 * BUDGET["steps"]) and schedule.max_ratio == 0.25
+    assert pretrain.RunConfig(**pretrain.parse_config("kmas:top=all", **BUDGET)).top_relations is None
+    assert pretrain.RunConfig("strict", **BUDGET).name == "strict_seed0"
+    with pytest.raises(ValueError, match="key=value"):
+        pretrain.parse_config("kmas:temp=0.1")
+    with pytest.raises(ValueError, match="sampler"):
+        pretrain.RunConfig("hard")
+    with pytest.raises(ValueError, match="kmas sampler only"):
+        pretrain.RunConfig("strict", temperature=0.1)
+    assert pretrain.RunConfig("strict", seed=1).digest() != pretrain.RunConfig("strict", seed=2).digest()
+
+
+def test_graph_probabilities_are_proportional_to_edges():
+    assert pretrain.graph_probabilities([100, 300]).tolist() == pytest.approx([0.25, 0.75])
+
+
+def test_step_level_resume_continues_the_same_run(root, tmp_path):
+    graphs = pretrain.load_study_graphs(root, ["g1", "g2"], 4)
+    config = pretrain.RunConfig("strict", **BUDGET)
+    straight = pretrain.run_one(config, graphs, tmp_path / "a", tmp_path / "a.pth", valid_every=2, progress=False, log=lambda m: None)
+    (tmp_path / "b").mkdir()
+    assert pretrain.run_one(config, graphs, tmp_path / "b", tmp_path / "b.pth", valid_every=2, progress=False,
+                            log=lambda m: None, stop_after=2) is None
+    assert (tmp_path / "b" / f"{config.name}.partial.pth").is_file()
+    resumed = pretrain.run_one(config, graphs, tmp_path / "b", tmp_path / "b.pth", valid_every=2, progress=False, log=lambda m: None)
+    assert not (tmp_path / "b" / f"{config.name}.partial.pth").exists()
+    assert resumed["graph_steps"] == straight["graph_steps"]
+    assert resumed["losses"] == pytest.approx(straight["losses"], rel=1e-5, abs=1e-6)
+    assert [h["step"] for h in resumed["valid"]] == [0, 2, 4]
+    a = torch.load(tmp_path / "a.pth", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b.pth", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # a partial state of another configuration is refused, not silently reused
+    other = pretrain.RunConfig("strict", **{**BUDGET, "lr": 1e-3})
+    pretrain.run_one(other, graphs, tmp_path / "c", tmp_path / "c.pth", valid_every=0, progress=False, log=lambda m: None, stop_after=1)
+    partial = tmp_path / "c" / f"{other.name}.partial.pth"
+    partial.rename(tmp_path / "c" / f"{config.name}.partial.pth")
+    with pytest.raises(ValueError, match="another configuration"):
+        pretrain.run_one(config, graphs, tmp_path / "c", tmp_path / "c.pth", valid_every=0, progress=False, log=lambda m: None)
+
+
+def test_cli_runs_tests_writes_results_and_skips_finished_runs(root, tmp_path, capsys, monkeypatch):
+    argv = ["run", "--data-root", str(root), "--study", str(root / "study.json"), "--configs", "strict", "kmas:T=0.1,top=2",
+            "--steps", "4", "--batch", "4", "--negatives", "6", "--dim", "8", "--layers", "2", "--valid-every", "2",
+            "--save-every", "0", "--test", "--out", str(tmp_path), "--name", "tiny", "--no-progress"]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "tiny_test.json").read_text())
+    assert (tmp_path / "tiny_test.png").is_file()
+    assert {r["run"] for r in result["runs"]} == {"strict_seed0", "kmas_T0.1_top2_seed0"}
+    for run in result["runs"]:
+        assert [h["step"] for h in run["valid"]] == [0, 2, 4]
+        assert set(run["valid"][-1]["per_graph"]) == {"g1", "g2"}
+        assert sum(run["graph_steps"]) == 4 and run["architecture"]["dim"] == 8
+        # the final checkpoint says its architecture and loads as it is
+        from kmas_ultra import load_checkpoint
+
+        model = load_checkpoint(tmp_path / run["checkpoint"])
+        assert model.relation_model.dim == 8 and len(model.entity_model.layers) == 2
+    zero = result["zero_shot"]
+    assert zero["entity_overlap_with_training_graphs"] == {"unseen": 0.0, "g1_again": 1.0}
+    assert set(zero["per_run"]["strict_seed0"]) == {"unseen", "g1_again"}
+    assert 0 < zero["per_run"]["strict_seed0"]["unseen"]["mrr"] <= 1
+    summary = result["summary"]["kmas_T0.1_top2"]
+    assert summary["zero_shot"]["unseen"]["mrr"]["n"] == 1 and "zero_shot_mean_mrr" in summary
+    # kmas-eval loads the checkpoint as it is
+    from kmas_ultra.cli import eval_main
+
+    capsys.readouterr()
+    assert eval_main(["--checkpoint", str(tmp_path / "tiny_strict_seed0.pth"), "--transductive", str(root / "unseen"),
+                      "--limit", "2", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num_queries"] == 2
+    # a relaunch trains nothing: every run is finished
+    monkeypatch.setattr(pretrain, "run_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert main(argv) == 0
+    # the same run name with another budget is refused
+    with pytest.raises(ValueError, match="another configuration"):
+        main([a if a != "4" else "5" for a in argv])
