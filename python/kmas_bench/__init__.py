@@ -9,7 +9,10 @@ Modules, one job each: ``measure`` (machine record, peak memory, isolated proces
 ``samplers`` (the rows of the comparison), ``sweep`` (time and memory vs N), ``hardness``
 (type consistency, false negatives, model scores), ``overhead`` (mining's share of a training
 step), ``training`` (MRR / Hits@10 with strict vs KMAS negatives), ``report`` (table and plots),
-``cli`` (the ``kmas-bench`` command). Depends on kmas_kernels and kmas_ultra.
+``cli`` (the ``kmas-bench`` command); the pre-training study: ``diagnose`` (training-free grid of
+KMAS settings), ``pretrain`` (the multi-graph pre-training runner), ``pretrain_cli``
+(``kmas-pretrain``), ``atomic`` (atomic writes). Depends on kmas_kernels and kmas_ultra.
 """
 
-__all__ = ["measure", "samplers", "sweep", "hardness", "overhead", "training", "report", "cli"]
+__all__ = ["measure", "samplers", "sweep", "hardness", "overhead", "training", "report", "cli", "diagnose", "pretrain",
+           "pretrain_cli", "atomic"]
