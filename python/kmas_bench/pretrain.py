@@ -147,15 +147,16 @@ def _subset(triples: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor
     return triples[torch.randperm(triples.shape[0], generator=g)[:limit]]
 
 
-def load_study_graphs(root: Path, graphs: list[str], valid_queries: int | None) -> StudyGraphs:
+def load_study_graphs(root: Path, graphs: list[str], valid_queries: int | None, device: str = "cpu") -> StudyGraphs:
     from kmas_ultra import load_transductive, triples_of
 
     out = StudyGraphs([], [], [], [])
     for rel in graphs:
         split = load_transductive(Path(root) / rel)
         out.names.append(rel)
-        out.train.append(split.train)
-        out.valid.append((split.valid, split.valid_filter, _subset(triples_of(split.valid), valid_queries, VALID_SUBSET_SEED)))
+        out.train.append(split.train.to(device))
+        queries = _subset(triples_of(split.valid), valid_queries, VALID_SUBSET_SEED).to(device)
+        out.valid.append((split.valid.to(device), split.valid_filter.to(device), queries))
         out.edges.append(split.train.num_edges)
     return out
 
@@ -205,10 +206,11 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
     from .atomic import save_torch_atomic, write_json_atomic
 
     partial = run_dir / f"{config.name}.partial.pth"
-    model = make_model(config)
+    device = graphs.train[0].edge_index.device
+    model = make_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)  # graph choice and batch rows
-    negative_generator = torch.Generator().manual_seed(config.seed + 1)  # strict random negatives
+    generator = torch.Generator().manual_seed(config.seed)  # graph choice and batch rows (CPU)
+    negative_generator = torch.Generator(device=device).manual_seed(config.seed + 1)  # strict random negatives
     probs = graph_probabilities(graphs.edges)
     kmas = None
     if config.sampler == "kmas":
@@ -217,13 +219,13 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         kmas = KMASNegativeSampling(model, graphs.train, config.steps, seed=config.seed, **config.kmas_options())
     step, losses, history, graph_counts, seconds = 0, [], [], [0] * len(graphs.train), 0.0
     if partial.is_file():
-        state = torch.load(partial, map_location="cpu", weights_only=True)
+        state = torch.load(partial, map_location=device, weights_only=True)
         if state["digest"] != config.digest():
             raise ValueError(f"{partial} belongs to another configuration (digest {state['digest']} != {config.digest()}): remove it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        negative_generator.set_state(state["negative_generator"])
+        generator.set_state(state["generator"].cpu())
+        negative_generator.set_state(state["negative_generator"].cpu())
         step, losses, history = int(state["step"]), list(state["losses"]), json.loads(state["history"])
         graph_counts, seconds = list(state["graph_counts"]), float(state["seconds"])
         if kmas is not None:
@@ -256,7 +258,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         started = time.perf_counter()
         g = int(torch.multinomial(probs, 1, generator=generator))
         data = graphs.train[g]
-        rows = torch.randperm(data.target_edge_type.shape[0], generator=generator)[: config.batch]
+        rows = torch.randperm(data.target_edge_type.shape[0], generator=generator)[: config.batch].to(device)
         batch = torch.cat([data.target_edge_index[:, rows], data.target_edge_type[rows].unsqueeze(0)]).t()
         if kmas is not None:
             batch = kmas(data, batch, config.negatives, strict=True)
@@ -287,7 +289,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
     if kmas is not None:
         kmas.close()
     best = max(history, key=lambda h: h["mrr"])
-    save_torch_atomic(checkpoint_path, {"model": model.state_dict(), "architecture": architecture(config),
+    save_torch_atomic(checkpoint_path, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "architecture": architecture(config),
                                         "run": asdict(config), "step": step, "valid": history[-1]})
     result = {
         "run": config.name, "config": asdict(config), "label": config.label, "digest": config.digest(),
@@ -350,7 +352,7 @@ def entity_names(folder: Path) -> set[str]:
 
 
 def zero_shot(checkpoints: dict[str, Path], root: Path, test_specs: list[dict], training_graphs: list[str], *,
-              limit: int | None, batch_size: int = 16, progress: bool = True, log=print) -> dict:
+              limit: int | None, batch_size: int = 16, device: str = "cpu", progress: bool = True, log=print) -> dict:
     """MRR / Hits@10 of every checkpoint (run name -> path) on every test graph; entity overlaps recorded."""
     from tqdm import tqdm
 
@@ -366,10 +368,10 @@ def zero_shot(checkpoints: dict[str, Path], root: Path, test_specs: list[dict], 
     per_run = {}
     bar = tqdm(total=len(checkpoints) * len(graphs), desc="zero-shot", disable=not progress)
     for run, path in checkpoints.items():
-        model = load_checkpoint(path)
+        model = load_checkpoint(path).to(device)
         per_run[run] = {}
         for name, data, filt, queries in graphs:
-            m = evaluate(model, data, queries, filt, batch_size=batch_size)
+            m = evaluate(model, data.to(device), queries.to(device), filt.to(device), batch_size=batch_size)
             per_run[run][name] = {k: m[k] for k in ("mrr", "hits@1", "hits@3", "hits@10", "num_ranks")}
             log(f"{run} {name}: mrr {m['mrr']:.4f} hits@10 {m['hits@10']:.4f}")
             bar.update(1)
@@ -478,6 +480,7 @@ def add_parsers(sub, common) -> None:
         p.add_argument("--test-queries", type=int, default=None, help="test queries per graph (default: the study's; 0: all)")
         p.add_argument("--test-graphs", nargs="+", default=None, help="names of the study's test graphs to use (default: all)")
         p.add_argument("--eval-batch-size", type=int, default=16)
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (the whole run on this device)")
         if command == "run":
             p.add_argument("--test", action="store_true", help="also run the zero-shot test when every run is finished")
 
@@ -501,7 +504,7 @@ def main(args) -> int:
     configs = [RunConfig(**parse_config(spec, seed=seed, **budget)) for spec in args.configs for seed in args.seeds]
     out = args.out or default_out()
     stem = args.name or "pretrain"
-    graphs = load_study_graphs(root, training, valid_queries)
+    graphs = load_study_graphs(root, training, valid_queries, args.device)
     started = time.perf_counter()
     progress = not args.no_progress
     if args.command == "run":
@@ -519,11 +522,11 @@ def main(args) -> int:
         specs = [s for s in study["zero_shot_test"]["graphs"] if not args.test_graphs or s["name"] in args.test_graphs]
         limit = study["zero_shot_test"]["queries_per_graph"] if args.test_queries is None else (args.test_queries or None)
         test = zero_shot({r["run"]: out / r["checkpoint"] for r in results}, root, specs, training, limit=limit,
-                         batch_size=args.eval_batch_size, progress=progress, log=log)
+                         batch_size=args.eval_batch_size, device=args.device, progress=progress, log=log)
     result = {
         "tool": "kmas-pretrain",
         "command": ["kmas-pretrain", *sys.argv[1:]],
-        "machine": machine_info("cpu"),
+        "machine": machine_info(args.device),
         "study": Path(study_path).name,
         "parameters": {"training_graphs": training, "validation_queries_per_graph": valid_queries,
                        "valid_every": args.valid_every, "configs": args.configs, "seeds": args.seeds, **budget},
