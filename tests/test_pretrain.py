@@ -57,23 +57,62 @@ def test_graph_probabilities_are_proportional_to_edges():
     assert pretrain.graph_probabilities([100, 300]).tolist() == pytest.approx([0.25, 0.75])
 
 
-def test_step_level_resume_continues_the_same_run(root, tmp_path):
+def record_draws(monkeypatch):
+    """Every negative batch the runner draws (strict random or KMAS), in order."""
+    import kmas_kernels.ultra
+    import kmas_ultra.tasks
+
+    draws = []
+    strict, kmas_call = kmas_ultra.tasks.negative_sampling, kmas_kernels.ultra.KMASNegativeSampling.__call__
+
+    def strict_recorded(*args, **kwargs):
+        draws.append(strict(*args, **kwargs).clone())
+        return draws[-1]
+
+    def kmas_recorded(self, *args, **kwargs):
+        draws.append(kmas_call(self, *args, **kwargs).clone())
+        return draws[-1]
+
+    monkeypatch.setattr(kmas_ultra.tasks, "negative_sampling", strict_recorded)
+    monkeypatch.setattr(kmas_kernels.ultra.KMASNegativeSampling, "__call__", kmas_recorded)
+    return draws
+
+
+# KMAS with the hard share at 1 from the first step, so that every draw reads the similarity cache
+@pytest.mark.parametrize("spec", ["strict", "kmas:T=0.1,top=2,max=1,final=1,warm=0,peak=0"])
+def test_step_level_resume_draws_what_the_uninterrupted_run_draws(root, tmp_path, monkeypatch, spec):
+    from kmas_kernels.core.files import load_torch_file
+
     graphs = pretrain.load_study_graphs(root, ["g1", "g2"], 4)
-    config = pretrain.RunConfig("strict", **BUDGET)
-    straight = pretrain.run_one(config, graphs, tmp_path / "a", tmp_path / "a.pth", valid_every=2, progress=False, log=lambda m: None)
+    config = pretrain.RunConfig(**pretrain.parse_config(spec, **{**BUDGET, "steps": 6}))
+    quiet = dict(progress=False, log=lambda m: None)
+    draws = record_draws(monkeypatch)
+    straight = pretrain.run_one(config, graphs, tmp_path / "a", tmp_path / "a.pth", valid_every=2, **quiet)
+    straight_draws = list(draws)
+    draws.clear()
     (tmp_path / "b").mkdir()
-    assert pretrain.run_one(config, graphs, tmp_path / "b", tmp_path / "b.pth", valid_every=2, progress=False,
-                            log=lambda m: None, stop_after=2) is None
-    assert (tmp_path / "b" / f"{config.name}.partial.pth").is_file()
-    resumed = pretrain.run_one(config, graphs, tmp_path / "b", tmp_path / "b.pth", valid_every=2, progress=False, log=lambda m: None)
-    assert not (tmp_path / "b" / f"{config.name}.partial.pth").exists()
+    assert pretrain.run_one(config, graphs, tmp_path / "b", tmp_path / "b.pth", valid_every=2, stop_after=3, **quiet) is None
+    partial = tmp_path / "b" / f"{config.name}.partial.pth"
+    state = load_torch_file(partial)  # plain data: loads with weights_only=True
+    if config.sampler == "kmas":  # the drop-in's whole state, each training graph's similarity cache included
+        assert state["kmas"]["step"] == 3 and len(state["kmas"]["graphs"]) >= 1
+        assert all(g["seen"].any() for g in state["kmas"]["graphs"])
+    resumed = pretrain.run_one(config, graphs, tmp_path / "b", tmp_path / "b.pth", valid_every=2, **quiet)
+    assert not partial.exists()
+    assert len(draws) == len(straight_draws) == 6
+    for got, want in zip(draws, straight_draws):  # integer draws: identical
+        assert torch.equal(got, want)
     assert resumed["graph_steps"] == straight["graph_steps"]
     assert resumed["losses"] == pytest.approx(straight["losses"], rel=1e-5, abs=1e-6)
-    assert [h["step"] for h in resumed["valid"]] == [0, 2, 4]
-    a = torch.load(tmp_path / "a.pth", weights_only=True)["model"]
-    b = torch.load(tmp_path / "b.pth", weights_only=True)["model"]
+    assert [h["step"] for h in resumed["valid"]] == [0, 2, 4, 6]
+    a = load_torch_file(tmp_path / "a.pth")["model"]
+    b = load_torch_file(tmp_path / "b.pth")["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
-    # a partial state of another configuration is refused, not silently reused
+
+
+def test_partial_state_of_another_configuration_is_refused(root, tmp_path):
+    graphs = pretrain.load_study_graphs(root, ["g1", "g2"], 4)
+    config = pretrain.RunConfig("strict", **BUDGET)
     other = pretrain.RunConfig("strict", **{**BUDGET, "lr": 1e-3})
     pretrain.run_one(other, graphs, tmp_path / "c", tmp_path / "c.pth", valid_every=0, progress=False, log=lambda m: None, stop_after=1)
     partial = tmp_path / "c" / f"{other.name}.partial.pth"

@@ -125,5 +125,8 @@ def plot(result: dict, path: Path) -> None:
     fig.suptitle(f"KMAS settings on validation graphs, {Path(p['checkpoint']).name}'s relation encoder; B={p['batch']}, k={p['negatives']}, "
                  f"{p['num_batches']} batches (model scores: first batch)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from kmas_kernels.core.files import atomic_output
+
+    with atomic_output(path) as temp:
+        fig.savefig(temp, dpi=110, format="png")
     plt.close(fig)

@@ -13,8 +13,9 @@ A *run* is one configuration (sampler and its settings) with one seed. Every run
 - validates every ``valid_every`` steps on the study's named validation splits (a fixed subset of
   each training graph's valid triples; mean of per-graph MRR);
 - writes ``<stem>/<run>.partial.pth`` every ``save_every`` steps (model, optimizer, sampler and
-  random-generator states, history) and resumes from it when relaunched (the KMAS similarity
-  cache is not saved: it refills from the forwards after a resume);
+  random-generator states, the KMAS drop-in's ``state_dict()`` with its per-graph similarity
+  cache, history) and resumes from it when relaunched, drawing what the uninterrupted run would
+  (the file is read with ``weights_only=True``);
 - when finished, writes its final checkpoint ``<stem>_<run>.pth`` ({"model", "architecture", ...},
   loadable by ``kmas-eval --checkpoint``) and its result ``<stem>/<run>.json``, both atomically;
   a relaunch skips runs whose result exists.
@@ -188,7 +189,8 @@ def make_model(config: RunConfig):
 
 
 def architecture(config: RunConfig) -> dict:
-    return {"class": "kmas_ultra.Ultra", "dim": config.dim, "num_layers": config.num_layers, "flow": "rspmm"}
+    """The checkpoint's ``"architecture"``: ``Ultra(**architecture(config))`` (kmas_ultra.model.ARCHITECTURE_KEYS)."""
+    return {"dim": config.dim, "num_layers": config.num_layers, "flow": "rspmm"}
 
 
 def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_path: Path, *, valid_every: int,
@@ -203,8 +205,10 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
 
     from kmas_ultra.tasks import negative_sampling, self_adversarial_bce
 
-    from .atomic import save_torch_atomic, write_json_atomic
+    from kmas_kernels.core.files import atomic_save, atomic_write_json, load_torch_file
 
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     partial = run_dir / f"{config.name}.partial.pth"
     device = graphs.train[0].edge_index.device
     model = make_model(config).to(device)
@@ -219,7 +223,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         kmas = KMASNegativeSampling(model, graphs.train, config.steps, seed=config.seed, **config.kmas_options())
     step, losses, history, graph_counts, seconds = 0, [], [], [0] * len(graphs.train), 0.0
     if partial.is_file():
-        state = torch.load(partial, map_location=device, weights_only=True)
+        state = load_torch_file(partial, map_location=device)
         if state["digest"] != config.digest():
             raise ValueError(f"{partial} belongs to another configuration (digest {state['digest']} != {config.digest()}): remove it")
         model.load_state_dict(state["model"])
@@ -229,16 +233,16 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         step, losses, history = int(state["step"]), list(state["losses"]), json.loads(state["history"])
         graph_counts, seconds = list(state["graph_counts"]), float(state["seconds"])
         if kmas is not None:
-            kmas.load_state_dict({"seed": int(state["kmas"]["seed"]), "step": int(state["kmas"]["step"])})
+            kmas.load_state_dict(state["kmas"])  # seed, step and every graph's similarity cache
         log(f"{config.name}: resumed at step {step}")
 
     def save_partial() -> None:
-        save_torch_atomic(partial, {
+        atomic_save({
             "digest": config.digest(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "negative_generator": negative_generator.get_state(), "step": step,
             "losses": losses, "history": json.dumps(history), "graph_counts": graph_counts, "seconds": seconds,
             "kmas": kmas.state_dict() if kmas is not None else {},
-        })
+        }, partial)
 
     def run_validation() -> None:
         if kmas is not None:
@@ -289,8 +293,8 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
     if kmas is not None:
         kmas.close()
     best = max(history, key=lambda h: h["mrr"])
-    save_torch_atomic(checkpoint_path, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "architecture": architecture(config),
-                                        "run": asdict(config), "step": step, "valid": history[-1]})
+    atomic_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "architecture": architecture(config),
+                 "run": asdict(config), "step": step, "valid": history[-1]}, checkpoint_path)
     result = {
         "run": config.name, "config": asdict(config), "label": config.label, "digest": config.digest(),
         "training_graphs": graphs.names, "graph_probabilities": probs.tolist(), "graph_steps": graph_counts,
@@ -298,7 +302,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         "losses": losses, "train_seconds": seconds, "seconds_per_step": seconds / max(1, step),
         "checkpoint": checkpoint_path.name, "architecture": architecture(config),
     }
-    write_json_atomic(run_dir / f"{config.name}.json", result)
+    atomic_write_json(result, run_dir / f"{config.name}.json")
     if partial.is_file():
         partial.unlink()
     return result
@@ -452,7 +456,10 @@ def plot(result: dict, path: Path) -> None:
     fig.suptitle(f"pre-training on {', '.join(Path(g).name for g in p['training_graphs'])}: {p['steps']} steps, B={p['batch']}, "
                  f"k={p['negatives']}, dim {p['dim']} x {p['num_layers']} layers", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from kmas_kernels.core.files import atomic_output
+
+    with atomic_output(path) as temp:
+        fig.savefig(temp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -486,7 +493,8 @@ def add_parsers(sub, common) -> None:
 
 
 def main(args) -> int:
-    from .atomic import write_json_atomic
+    from kmas_kernels.core.files import atomic_write_json
+
     from .cli import default_out
     from .measure import machine_info
     from .pretrain_cli import data_root, study_file
@@ -536,7 +544,8 @@ def main(args) -> int:
         "seconds": time.perf_counter() - started,
     }
     name = f"{stem}_test" if test else stem
-    path = write_json_atomic(out / f"{name}.json", result)
+    path = out / f"{name}.json"
+    atomic_write_json(result, path)
     try:
         plot(result, out / f"{name}.png")
     except ImportError as error:

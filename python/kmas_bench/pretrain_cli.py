@@ -44,7 +44,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def diagnose_main(args) -> int:
     import json
 
-    from .atomic import write_json_atomic
+    from kmas_kernels.core.files import atomic_write_json
+
     from .diagnose import diagnose, plot
     from .measure import machine_info
 
@@ -64,7 +65,9 @@ def diagnose_main(args) -> int:
 
     out = args.out or default_out()
     stem = args.name or "pretrain_diagnose"
-    path = write_json_atomic(out / f"{stem}.json", result)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}.json"
+    atomic_write_json(result, path)
     plot(result, out / f"{stem}.png")
     print(f"wrote {path} and {stem}.png ({result['seconds']:.0f} s)")
     return 0
