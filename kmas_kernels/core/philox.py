@@ -115,13 +115,20 @@ def gumbel_noise(seed: int, row: torch.Tensor, entity: torch.Tensor) -> torch.Te
     return gumbel_from_uint32(random_uint32(seed, row, entity, STREAM_GUMBEL))
 
 
-def uniform_below(seed: int, row: torch.Tensor, slot: torch.Tensor, draw: int, bound: int, stream: int) -> torch.Tensor:
+def uniform_below(seed: int, row: torch.Tensor, slot: torch.Tensor, draw: int | torch.Tensor, bound: int | torch.Tensor,
+                  stream: int) -> torch.Tensor:
     """Uniform integers in [0, bound) at counter (slot, row, draw, stream), int64.
 
-    Uses two output words (53 random bits), so the bias is ~bound * 2**-53: negligible.
+    ``draw``: an int, or an int64 tensor of the shape of ``slot`` and ``row`` broadcast together.
+    ``bound``: an int, or an int64 tensor broadcasting against the draws (one bound per draw; the
+    same value gives the same integer either way). Uses two output words (53 random bits), so the
+    bias is ~bound * 2**-53: negligible.
     """
     x0, x1, _, _ = philox4x32(slot, row, draw, stream, seed)
     u53 = (x0 >> 5) * (1 << 26) + (x1 >> 6)
+    if isinstance(bound, torch.Tensor):  # scale in float64 (a power-of-two product: exact, as below)
+        value = torch.floor(u53.to(torch.float64) * (bound.to(torch.float64) * 2.0**-53)).to(torch.int64)
+        return torch.minimum(value, bound.to(torch.int64) - 1)
     value = torch.floor(u53.to(torch.float64) * (2.0**-53 * bound)).to(torch.int64)
     return torch.clamp(value, max=bound - 1)  # float rounding can reach `bound` at u53 ~ 2**53
 

@@ -6,8 +6,11 @@ other and from the hard negatives already chosen (docs/semantics.md §5).
 
 Excluded for row b: the positive a_b (when given) and, when strict, every known answer of
 (q_b, r_b). A draw is a Philox counter (slot, row, draw, stream) mapped to [0, N); rejected slots
-redraw with the next `draw`; the first accepted draw of a slot stands. After ``MAX_ROUNDS`` the few rows still short (those where almost every
-entity is excluded) enumerate their allowed entities exactly, one row at a time.
+redraw with the next `draw`; the first accepted draw of a slot stands (without ``distinct`` the
+draws of a slot are tested in groups, :func:`draw_groups`: same result, fewer passes). After ``MAX_ROUNDS`` the
+rows still short (those where almost every entity is excluded) enumerate their allowed entities
+exactly: all such rows at once, as an (S, N) allowed mask, in chunks of at most ``EXACT_CHUNK``
+mask entries.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from .index import KGIndex
 from .philox import STREAM_UNIFORM, uniform_below
 
 MAX_ROUNDS = 16
+EXACT_CHUNK = 1 << 22  # (rows x entities) per chunk of the exact fill: 4 Mi mask entries
 
 
 def _excluded(index: KGIndex, query_entity, query_relation, positive, candidate, strict: bool) -> torch.Tensor:
@@ -72,22 +76,47 @@ def uniform_negatives(
         return out
     if row_ids is None:
         row_ids = torch.arange(batch, device=device)
-    for draw in range(MAX_ROUNDS):
+    if distinct:  # one draw per round: a slot's acceptance depends on what other slots took before
+        groups = [(draw, draw + 1) for draw in range(MAX_ROUNDS)]
+    else:  # acceptance is per slot, so several draws of a pending slot can be tested in one pass
+        groups = draw_groups(MAX_ROUNDS)
+    for first_draw, end_draw in groups:
         row, slot = pending // num, pending % num
-        candidate = uniform_below(seed, row_ids[row], slot, draw, n, stream)
-        reject = _excluded(index, query_entity[row], query_relation[row], positive[row], candidate, strict)
+        width = end_draw - first_draw
+        draws = torch.arange(first_draw, end_draw, device=device)[None, :].expand(pending.numel(), width)
+        candidate = uniform_below(seed, row_ids[row][:, None].expand_as(draws), slot[:, None].expand_as(draws), draws, n, stream)
+        reject = _excluded(index, query_entity[row][:, None], query_relation[row][:, None], positive[row][:, None], candidate,
+                           strict)
         if distinct:
-            reject |= _taken(out, row, candidate, n)
-            reject |= _repeated_within(row, candidate, n)
-        out.view(-1)[pending[~reject]] = candidate[~reject]
-        pending = pending[reject]
+            reject[:, 0] |= _taken(out, row, candidate[:, 0], n)
+            reject[:, 0] |= _repeated_within(row, candidate[:, 0], n)
+        accepted = ~reject
+        done = accepted.any(1)
+        first_ok = accepted.to(torch.int8).argmax(1)  # the first accepted draw of the group stands
+        out.view(-1)[pending[done]] = candidate[done, first_ok[done]]
+        pending = pending[~done]
         if pending.numel() == 0:
             return out
-    short_rows = torch.unique(pending // num).tolist()
-    for b in short_rows:  # rare: rows where rejection keeps failing
-        width = num if limit is None else int(limit[b])
-        _fill_row_exactly(index, query_entity, query_relation, positive, out, b, int(row_ids[b]), seed, stream, strict, distinct, width)
+    short_rows = torch.unique(pending // num)  # rare: rows where rejection keeps failing
+    widths = torch.full_like(short_rows, num) if limit is None else limit[short_rows]
+    _fill_rows_exactly(index, query_entity, query_relation, positive, out, short_rows, row_ids[short_rows], widths,
+                       seed, stream, strict, distinct)
     return out
+
+
+def draw_groups(max_rounds: int) -> list[tuple[int, int]]:
+    """Draws [first, end) tested per pass: 0, 1, 2-3, 4-7, ... (5 passes for 16 draws).
+
+    Doubling keeps the work within 2x of testing one draw per pass (a slot accepted at draw d has
+    paid for at most 2d + 2 draws) while the number of passes, each a few dozen small torch ops,
+    grows only with log(max_rounds).
+    """
+    groups, first = [], 0
+    while first < max_rounds:
+        end = min(max_rounds, first + max(1, first))
+        groups.append((first, end))
+        first = end
+    return groups
 
 
 def _taken(out: torch.Tensor, row: torch.Tensor, candidate: torch.Tensor, n: int) -> torch.Tensor:
@@ -107,28 +136,64 @@ def _repeated_within(row: torch.Tensor, candidate: torch.Tensor, n: int) -> torc
     return repeat
 
 
-def _fill_row_exactly(index, query_entity, query_relation, positive, out, b, row_id, seed, stream, strict, distinct, width) -> None:
-    """Fill row b's empty slots in columns [0, width) by enumerating its allowed entities (O(N), this row only)."""
+def _fill_rows_exactly(index, query_entity, query_relation, positive, out, rows, row_ids, widths, seed, stream, strict,
+                       distinct) -> None:
+    """Fill the empty slots in columns [0, widths[i]) of rows[i] by enumerating their allowed entities.
+
+    rows, row_ids, widths: (S,) int64. Builds an (S, N) allowed mask per chunk of rows (O(S * N)),
+    so it is only for the few rows rejection could not fill. Draw for slot c of row b: with
+    ``distinct``, row b's allowed entities ordered by the key ``uniform_below(seed, row_id, e,
+    MAX_ROUNDS, 2**52)`` (ties by id), the i-th empty slot taking the i-th; otherwise the
+    ``uniform_below(seed, row_id, c, MAX_ROUNDS, count_b)``-th allowed entity in id order.
+    """
     n = index.num_entities
+    step = max(1, EXACT_CHUNK // n)
+    for first in range(0, rows.numel(), step):
+        _fill_chunk_exactly(index, query_entity, query_relation, positive, out, rows[first:first + step],
+                            row_ids[first:first + step], widths[first:first + step], seed, stream, strict, distinct)
+
+
+def _fill_chunk_exactly(index, query_entity, query_relation, positive, out, rows, row_ids, widths, seed, stream, strict,
+                        distinct) -> None:
+    n, num = index.num_entities, out.shape[1]
     device = out.device
-    allowed = torch.ones(n, dtype=torch.bool, device=device)
-    if positive[b] >= 0:
-        allowed[positive[b]] = False
-    if strict:
-        start, end = index.known_slices(query_entity[b : b + 1], query_relation[b : b + 1])
-        allowed[index.known_answers[start:end].to(torch.int64)] = False
-    empty = torch.nonzero(out[b, :width] < 0).squeeze(1)
+    s = rows.numel()
+    local = torch.arange(s, device=device)
+    allowed = torch.ones(s, n, dtype=torch.bool, device=device)
+    pos = positive[rows]
+    has_positive = pos >= 0
+    allowed[local[has_positive], pos[has_positive]] = False
+    if strict:  # every known answer of each row's query, gathered from its contiguous slice
+        start, end = index.known_slices(query_entity[rows], query_relation[rows])
+        lengths = end - start
+        owner = torch.repeat_interleave(local, lengths)
+        within = torch.arange(owner.numel(), device=device) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        allowed[owner, index.known_answers[start[owner] + within].to(torch.int64)] = False
+    current = out[rows]  # (S, num)
+    empty = (current < 0) & (torch.arange(num, device=device)[None, :] < widths[:, None])
     if distinct:
-        allowed[out[b][out[b] >= 0]] = False
-    candidates = torch.nonzero(allowed).squeeze(1)
-    if distinct and candidates.numel() < empty.numel():
-        raise RuntimeError(f"row {b} has {candidates.numel()} allowed entities for {empty.numel()} distinct draws")
-    if candidates.numel() == 0:
-        raise RuntimeError(f"row {b} has no allowed entity")
-    row = torch.full_like(empty, row_id)
-    if distinct:  # a uniform permutation: sort the allowed entities by a random key
-        keys = uniform_below(seed, torch.full_like(candidates, row_id), candidates, MAX_ROUNDS, 1 << 52, stream)
-        chosen = candidates[torch.sort(keys, stable=True).indices[: empty.numel()]]
-    else:
-        chosen = candidates[uniform_below(seed, row, empty, MAX_ROUNDS, candidates.numel(), stream)]
-    out[b, empty] = chosen
+        taken_row, taken_col = torch.nonzero(current >= 0, as_tuple=True)
+        allowed[taken_row, current[taken_row, taken_col]] = False
+    count = allowed.sum(1)
+    need = empty.sum(1)
+    short = (count < need) if distinct else ((count == 0) & (need > 0))
+    if bool(short.any()):
+        i = int(torch.nonzero(short)[0])
+        if int(count[i]) == 0:
+            raise RuntimeError(f"row {int(rows[i])} has no allowed entity")
+        raise RuntimeError(f"row {int(rows[i])} has {int(count[i])} allowed entities for {int(need[i])} distinct draws")
+    slot_row, slot_col = torch.nonzero(empty, as_tuple=True)  # row-major: each row's empty slots in column order
+    if slot_row.numel() == 0:
+        return
+    if distinct:  # a uniform permutation of each row's allowed entities: sort by a random key, excluded ones last
+        entities = torch.arange(n, device=device)
+        keys = uniform_below(seed, row_ids[:, None].expand(s, n), entities[None, :].expand(s, n), MAX_ROUNDS, 1 << 52, stream)
+        keys = torch.where(allowed, keys, torch.full_like(keys, 1 << 53))
+        order = torch.sort(keys, dim=1, stable=True).indices
+        rank = (torch.cumsum(empty, 1) - 1)[slot_row, slot_col]
+        chosen = order[slot_row, rank]
+    else:  # the j-th allowed entity of the row, j uniform in [0, count)
+        j = uniform_below(seed, row_ids[slot_row], slot_col, MAX_ROUNDS, count[slot_row], stream)
+        running = torch.cumsum(allowed, 1)[slot_row]  # (P, N) non-decreasing
+        chosen = torch.searchsorted(running, (j + 1)[:, None]).squeeze(1)
+    out[rows[slot_row], slot_col] = chosen
