@@ -44,7 +44,8 @@ MODELS = ("ultra", "trix", "motif", "semma")
 _LAYOUT = {
     "ultra": dict(package="ultra", root="", script="script/run.py", relation_module="relation_model"),
     "trix": dict(package="trix", root="src", script="src/run_entity.py", relation_module="relation_model"),
-    "motif": dict(package="motif", root="", script="script/run.py", relation_module="relation_model"),
+    # MOTIF's train_and_validate ignores batch_per_epoch (it runs the whole loader): see run_training
+    "motif": dict(package="motif", root="", script="script/run.py", relation_module="relation_model", whole_epoch=True),
     "semma": dict(package="ultra", root="", script="script/run.py", relation_module="combiner"),
 }
 # the GraIL graph each model trains on here: MOTIF's relation hypergraph on fb237_v1 (360 relations)
@@ -266,6 +267,13 @@ def run_training(kgfm: KGFMSetup, steps: int, batch_size: int, num_negative: int
     """The checkout's own ``train_and_validate`` for ``steps`` batches (its checkpoint goes to ``workdir``)."""
     cfg = train_config(steps, batch_size, num_negative)
     logger = logging.getLogger(f"kmas.kgfm.{kgfm.name}")
+    train_data = kgfm.train_data
+    if _LAYOUT[kgfm.name].get("whole_epoch"):
+        # The script loops over its whole loader: give it steps x batch_size training triples (the
+        # targets only; the graph, which negatives and message passing use, stays whole).
+        train_data = copy.copy(train_data)
+        train_data.target_edge_index = train_data.target_edge_index[:, :steps * batch_size]
+        train_data.target_edge_type = train_data.target_edge_type[:steps * batch_size]
     with enter(kgfm), _cwd(Path(workdir)):
-        kgfm.script.train_and_validate(cfg, kgfm.model, kgfm.train_data, kgfm.valid_data, device=torch.device("cpu"),
+        kgfm.script.train_and_validate(cfg, kgfm.model, train_data, kgfm.valid_data, device=torch.device("cpu"),
                                        logger=logger, filtered_data=None, batch_per_epoch=steps)
