@@ -54,8 +54,7 @@ from .core.philox import draw_seed, mix_seed
 from .core.relation_weights import relation_weights_from_embeddings
 from .core.uniform import uniform_negatives
 from .core.validation import check_count, check_float, check_seed
-from .hard_negatives import DEFAULT_TEMPERATURE
-from .sampler import KMASSampler
+from .sampler import SAMPLER_TEMPERATURE, SAMPLER_TOP_RELATIONS, KMASSampler
 from .schedule import HardRatioSchedule
 
 __all__ = ["KMASNegativeSampler", "KMASTrainingCallback", "relation_matrix"]
@@ -108,7 +107,9 @@ class KMASNegativeSampler(NegativeSampler):
             ("h", "t" also work; default both). Relation corruption is not supported: KMAS mines
             entities.
         strict: exclude every known training answer (default); False excludes only the positive.
-        temperature, top_relations, temperature_gumbel, seed, backend: as in ``hard_negatives``.
+        temperature, top_relations: as in ``hard_negatives``, with the training defaults of
+            ``KMASSampler`` (0.3 over the 10 most similar relations; ``top_relations=None``: all).
+        temperature_gumbel, seed, backend: as in ``hard_negatives``.
         filtered, filterer, filterer_kwargs: PyKEEN's filtering, applied after us (redundant
             with ``strict``, which is exact).
         step: the first step (when resuming).
@@ -127,8 +128,8 @@ class KMASNegativeSampler(NegativeSampler):
         refresh_every: int = 1,
         corruption_scheme: Collection[str] | None = None,
         strict: bool = True,
-        temperature: float = DEFAULT_TEMPERATURE,
-        top_relations: int | None = None,
+        temperature: float = SAMPLER_TEMPERATURE,
+        top_relations: int | None = SAMPLER_TOP_RELATIONS,
         temperature_gumbel: float = 1.0,
         seed: int | None = None,
         backend: str = "auto",

@@ -13,8 +13,15 @@ from .core.philox import STREAM_UNIFORM, draw_seed, mix_seed
 from .core.problem import prepare_problem
 from .core.uniform import uniform_negatives
 from .core.validation import check_backend, check_count, check_float, check_index, check_seed
-from .hard_negatives import DEFAULT_TEMPERATURE, mine
+from .hard_negatives import mine
 from .schedule import HardRatioSchedule
+
+
+# The training samplers' relation-weight defaults (KMASSampler, kmas_kernels.ultra, kmas_kernels.pykeen),
+# chosen on validation by the pre-training study (docs/pretraining.md; docs/semantics.md section 2).
+# hard_negatives, the op, keeps its own neutral defaults (temperature 0.1 over all relations).
+SAMPLER_TEMPERATURE = 0.3
+SAMPLER_TOP_RELATIONS = 10
 
 
 class KMASSampler:
@@ -31,7 +38,10 @@ class KMASSampler:
         index: the graph.
         num_negatives: k per row.
         schedule: a :class:`HardRatioSchedule`, any callable step -> ratio in [0, 1], or a constant.
-        strict, temperature, top_relations, temperature_gumbel, backend: as in hard_negatives.
+        strict, temperature_gumbel, backend: as in hard_negatives.
+        temperature, top_relations: as in hard_negatives, but the defaults are the study's
+            (SAMPLER_TEMPERATURE = 0.3 over the SAMPLER_TOP_RELATIONS = 10 most similar relations);
+            ``top_relations=None`` keeps every relation.
         seed: base seed in [0, 2**63) (None: drawn from torch's global generator).
         step: the first step (e.g. when resuming).
     """
@@ -43,8 +53,8 @@ class KMASSampler:
         schedule: HardRatioSchedule | Callable[[int], float] | float,
         *,
         strict: bool = True,
-        temperature: float = DEFAULT_TEMPERATURE,
-        top_relations: int | None = None,
+        temperature: float = SAMPLER_TEMPERATURE,
+        top_relations: int | None = SAMPLER_TOP_RELATIONS,
         temperature_gumbel: float = 1.0,
         seed: int | None = None,
         backend: str = "auto",

@@ -42,9 +42,8 @@ from .core.index import KGIndex
 from .core.philox import draw_seed, mix_seed
 from .core.relation_weights import relation_weights_from_embeddings
 from .core.validation import check_count, check_seed
-from .hard_negatives import DEFAULT_TEMPERATURE
 from .relation_cache import RelationSimilarityCache
-from .sampler import KMASSampler
+from .sampler import SAMPLER_TEMPERATURE, SAMPLER_TOP_RELATIONS, KMASSampler
 from .schedule import HardRatioSchedule
 
 # A graph's cache still empty after this many drop-in calls on it, with hard negatives due: warn.
@@ -165,7 +164,9 @@ class KMASNegativeSampling:
         output_transform: maps that module's output to the (B, R, d) tensor.
         query_from_inputs: maps the module's (args, kwargs) to the (B,) relations its output is
             conditioned on, or None: then the batch relations of the latest drop-in call.
-        temperature, top_relations, temperature_gumbel, backend: as in ``hard_negatives``.
+        temperature, top_relations: as in ``hard_negatives``, with the training defaults of
+            ``KMASSampler`` (0.3 over the 10 most similar relations; ``top_relations=None``: all).
+        temperature_gumbel, backend: as in ``hard_negatives``.
         seed: base seed (None: drawn from torch's global generator); each rank's stream is
             ``rank_seed(seed, rank)``.
         rank: this process's DDP rank (None: ``current_rank()`` at the first call).
@@ -182,8 +183,8 @@ class KMASNegativeSampling:
         relation_module: str | torch.nn.Module | type | tuple = "relation_model",
         output_transform: Callable[[Any], torch.Tensor] = default_output,
         query_from_inputs: Callable[[tuple, dict], torch.Tensor | None] = default_query,
-        temperature: float = DEFAULT_TEMPERATURE,
-        top_relations: int | None = None,
+        temperature: float = SAMPLER_TEMPERATURE,
+        top_relations: int | None = SAMPLER_TOP_RELATIONS,
         temperature_gumbel: float = 1.0,
         seed: int | None = None,
         rank: int | None = None,

@@ -106,7 +106,8 @@ def test_hard_columns_are_hard_negatives_where_every_row_has_room():
     z = torch.randn(index.num_relations, 5, generator=torch.Generator().manual_seed(1))
     sampler = KMASSampler(index, 20, 0.5, seed=11)
     out = sampler.sample(q, r, a, relation_embeddings=z)
-    expected = hard_negatives(index, q, r, relation_embeddings=z, num_negatives=10, positive=a, seed=mix_seed(11, 0))
+    expected = hard_negatives(index, q, r, relation_embeddings=z, num_negatives=10, positive=a, seed=mix_seed(11, 0),
+                              temperature=sampler.temperature, top_relations=sampler.top_relations)
     assert torch.equal(out[:, :10], expected)
 
 

@@ -50,7 +50,8 @@ def test_sampler_splits_hard_and_uniform_and_advances(small_graph):
         if num_hard:  # the hard columns are exactly hard_negatives with the step's seed
             from kmas_kernels.core.philox import mix_seed
 
-            expected = hard_negatives(index, q, r, relation_embeddings=z, num_negatives=num_hard, positive=a, seed=mix_seed(3, step))
+            expected = hard_negatives(index, q, r, relation_embeddings=z, num_negatives=num_hard, positive=a, seed=mix_seed(3, step),
+                                      temperature=sampler.temperature, top_relations=sampler.top_relations)
             assert torch.equal(out[:, :num_hard], expected)
     assert sampler.step == 12
     resumed = KMASSampler(index, 8, schedule, seed=0)
@@ -84,3 +85,26 @@ def test_uniform_distinct_fills_only_empty_slots_and_handles_dense_exclusion():
     assert out[0, 0] == 11
     assert sorted(out[0].tolist()) == sorted(set(out[0].tolist()))
     assert set(out[0, 1:].tolist()) <= {0, 9, 10, 12}
+
+
+def test_training_samplers_share_the_studys_defaults():
+    """KMASSampler, the ULTRA drop-in and the PyKEEN sampler default to the relation weights the
+    pre-training study chose on validation; hard_negatives, the op, keeps its own (docs/semantics.md §2)."""
+    import inspect
+
+    from kmas_kernels import sampler as sampler_module
+    from kmas_kernels import ultra
+
+    expected = {"temperature": sampler_module.SAMPLER_TEMPERATURE, "top_relations": sampler_module.SAMPLER_TOP_RELATIONS}
+    entries = [KMASSampler.__init__, ultra.KMASNegativeSampling.__init__]
+    try:
+        from kmas_kernels import pykeen as pykeen_module
+
+        entries.append(pykeen_module.KMASNegativeSampler.__init__)
+    except ImportError:  # PyKEEN not installed
+        pass
+    for entry in entries:
+        params = inspect.signature(entry).parameters
+        assert {name: params[name].default for name in expected} == expected, entry.__qualname__
+    op = inspect.signature(hard_negatives).parameters
+    assert op["top_relations"].default is None and op["temperature"].default == 0.1
