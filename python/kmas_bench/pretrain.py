@@ -432,6 +432,11 @@ def plot(result: dict, path: Path) -> None:
         steps = [h["step"] for h in r["valid"]]
         ax.plot(steps, [h["mrr"] for h in r["valid"]], marker=".", color=colors[r["label"]], alpha=0.8,
                 label=r["label"] if r["config"]["seed"] == min(x["config"]["seed"] for x in runs if x["label"] == r["label"]) else None)
+    later = [h["mrr"] for r in runs for h in r["valid"] if h["step"] > 0]
+    if later:  # zoom on training after the first validation: the step-0 point (untrained model) is far below
+        low, high = min(later), max(later)
+        ax.set_ylim(low - 0.1 * (high - low + 0.01), high + 0.1 * (high - low + 0.01))
+        ax.set_xlim(left=min(h["step"] for r in runs for h in r["valid"] if h["step"] > 0) * 0.8)
     ax.set_xlabel("step")
     ax.set_ylabel("validation MRR (mean over the validation graphs)")
     ax.grid(alpha=0.3)
