@@ -42,7 +42,12 @@ def test_configs_parse_name_and_validate():
     assert c.name == "kmas_T0.03_top3_max0.25_warm0.2_seed2" and c.label == "kmas_T0.03_top3_max0.25_warm0.2"
     schedule = c.kmas_options()["schedule"]
     assert schedule.warmup_steps == round(0.2 * BUDGET["steps"]) and schedule.max_ratio == 0.25
-    assert pretrain.RunConfig(**pretrain.parse_config("kmas:top=all", **BUDGET)).top_relations is None
+    every = pretrain.RunConfig(**pretrain.parse_config("kmas:T=0.1,top=all", **BUDGET))  # stage 1's former defaults
+    assert every.top_relations == "all" and every.label == "kmas_T0.1_topall"
+    assert every.kmas_options() == {"temperature": 0.1, "top_relations": None}  # None: every relation
+    assert pretrain.RunConfig(**pretrain.parse_config("kmas", **BUDGET)).kmas_options() == {}  # the package defaults
+    with pytest.raises(ValueError, match="top must be an integer or all"):
+        pretrain.parse_config("kmas:top=many")
     assert pretrain.RunConfig("strict", **BUDGET).name == "strict_seed0"
     with pytest.raises(ValueError, match="key=value"):
         pretrain.parse_config("kmas:temp=0.1")

@@ -249,3 +249,14 @@ def test_cli_eval_checkpoint_inductive():
     out = _run(_cli("kmas-eval") + ["--checkpoint", str(ckpt), "--inductive", str(GRAIL / "WN18RR_v1"),
                                     str(GRAIL / "WN18RR_v1_ind"), "--limit", "6", "--no-progress"])
     assert out["num_ranks"] == 12 and 0.0 < out["mrr"] <= 1.0
+
+
+def test_kmas_train_top_relations_takes_a_count_or_all():
+    import argparse
+
+    from kmas_ultra.cli import top_relations_arg
+
+    assert top_relations_arg("all") == "all" and top_relations_arg("3") == 3
+    for bad in ("0", "-2", "many", "2.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integer or 'all'"):
+            top_relations_arg(bad)

@@ -56,7 +56,7 @@ class RunConfig:
     dim: int = 64
     num_layers: int = 6
     temperature: float | None = None  # KMAS only; None: the package default
-    top_relations: int | None = None
+    top_relations: int | str | None = None  # "all": every relation (None: the package default)
     max_ratio: float | None = None
     final_ratio: float | None = None
     warmup_fraction: float | None = None
@@ -79,7 +79,7 @@ class RunConfig:
                            ("warmup_fraction", "warm"), ("peak_fraction", "peak")):
             value = getattr(self, key)
             if value is not None:
-                parts.append(f"{short}{value:g}")
+                parts.append(f"{short}{value}" if isinstance(value, str) else f"{short}{value:g}")
         return "_".join(parts)
 
     @property
@@ -97,7 +97,7 @@ class RunConfig:
         if self.temperature is not None:
             options["temperature"] = self.temperature
         if self.top_relations is not None:
-            options["top_relations"] = self.top_relations
+            options["top_relations"] = None if self.top_relations == "all" else self.top_relations
         schedule = {}
         if self.max_ratio is not None:
             schedule["max_ratio"] = self.max_ratio
@@ -117,7 +117,10 @@ CONFIG_KEYS = {"T": ("temperature", float), "top": ("top_relations", int), "max"
 
 
 def parse_config(spec: str, **budget) -> dict:
-    """'strict' or 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4' -> RunConfig fields."""
+    """'strict' or 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4' -> RunConfig fields.
+
+    A key left out takes the package default when the run starts (``top=all``: every relation).
+    """
     sampler, _, rest = spec.partition(":")
     fields = {"sampler": sampler, **budget}
     for item in filter(None, rest.split(",")):
@@ -125,7 +128,14 @@ def parse_config(spec: str, **budget) -> dict:
         if not eq or key not in CONFIG_KEYS:
             raise ValueError(f"--configs {spec!r}: expected key=value with key in {sorted(CONFIG_KEYS)}, got {item!r}")
         name, kind = CONFIG_KEYS[key]
-        fields[name] = None if value in ("all", "none") else kind(value)
+        if key == "top" and value == "all":  # every relation; leaving top out takes the package default
+            fields[name] = "all"
+        else:
+            try:
+                fields[name] = kind(value)
+            except ValueError:
+                raise ValueError(f"--configs {spec!r}: {key} must be {'an integer' if kind is int else 'a number'}"
+                                 f"{' or all' if key == 'top' else ''}, got {value!r}") from None
     return fields
 
 

@@ -124,6 +124,19 @@ RESUME_OVERRIDABLE = ("resume", "device", "threads", "no_progress", "log_negativ
 TRANSIENT_OPTIONS = ("resume", "log_negatives")
 
 
+def top_relations_arg(value: str) -> int | str:
+    """--kmas-top-relations: a positive count, or "all" (every relation)."""
+    if value == "all":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+    return count
+
+
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kmas-train", description="ULTRA training with random / strict / KMAS negatives.")
     parser.add_argument("--checkpoint", help="start from this checkpoint's weights (default: from scratch)")
@@ -147,7 +160,8 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", action="store_true", help="after training, evaluate on the test split")
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--kmas-temperature", type=float, default=None, help="KMAS relation-softmax temperature")
-    parser.add_argument("--kmas-top-relations", type=int, default=None)
+    parser.add_argument("--kmas-top-relations", type=top_relations_arg, default=None, metavar="M|all",
+                        help="mix the M most similar relations, or all (default: KMASSampler's, 10)")
     parser.add_argument("--kmas-backend", default="auto")
     # the hard-negative schedule (kmas_kernels.HardRatioSchedule); unset values take its defaults
     parser.add_argument("--kmas-warmup-steps", type=int, default=None, help="steps with no hard negatives (default 10%%)")
@@ -226,7 +240,7 @@ def train_main(argv=None) -> int:
     if args.kmas_temperature is not None:
         kmas_options["temperature"] = args.kmas_temperature
     if args.kmas_top_relations is not None:
-        kmas_options["top_relations"] = args.kmas_top_relations
+        kmas_options["top_relations"] = None if args.kmas_top_relations == "all" else args.kmas_top_relations
     schedule = {name: getattr(args, f"kmas_{name}") for name in ("warmup_steps", "peak_step", "max_ratio", "final_ratio")}
     if any(value is not None for value in schedule.values()):
         from kmas_kernels import HardRatioSchedule
