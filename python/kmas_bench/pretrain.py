@@ -203,6 +203,17 @@ def architecture(config: RunConfig) -> dict:
     return {"dim": config.dim, "num_layers": config.num_layers, "flow": "rspmm"}
 
 
+def sampler_options(kmas) -> dict | None:
+    """The KMAS options a run actually used, package defaults resolved (None for strict random),
+    so a result stays readable after the package's defaults change."""
+    if kmas is None:
+        return None
+    schedule = kmas.schedule
+    fields = ("total_steps", "warmup_steps", "peak_step", "max_ratio", "final_ratio")
+    return {"temperature": kmas.temperature, "top_relations": kmas.top_relations,
+            "schedule": {f: getattr(schedule, f) for f in fields if hasattr(schedule, f)} or repr(schedule)}
+
+
 def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_path: Path, *, valid_every: int,
             save_every: int = 0, eval_batch_size: int = 16, progress: bool = True, log=print,
             stop_after: int | None = None) -> dict | None:
@@ -311,6 +322,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         "valid": history, "final_valid_mrr": history[-1]["mrr"], "best_valid_mrr": best["mrr"], "best_valid_step": best["step"],
         "losses": losses, "train_seconds": seconds, "seconds_per_step": seconds / max(1, step),
         "checkpoint": checkpoint_path.name, "architecture": architecture(config),
+        "sampler_options": sampler_options(kmas),
     }
     atomic_write_json(result, run_dir / f"{config.name}.json")
     if partial.is_file():
