@@ -9,7 +9,15 @@ per query relation:
     refreshed_at[q] = the training step whose forward refreshed row q
     seen[q] = row q holds something
 
-A relation never refreshed has no row: its weights fall back to one-hot (its own tail set).
+A relation never refreshed has no row of its own. With ``fallback="shared"`` (the drop-in's
+default) it borrows one: every forward also writes, for each such relation x,
+
+    similarity[x, r] = cos(Z_b[x], Z_b[r])      from the batch's last row b (conditioned on q_b != x)
+    borrowed[x] = True
+
+until a forward conditioned on x itself replaces it. With ``fallback="one_hot"`` nothing is
+borrowed and such a relation's weights are one-hot (its own tail set): the cache of earlier
+versions, which the study found the worst mixture of all (docs/semantics.md, "The drop-in").
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .core.relation_weights import one_hot_weights, relation_weights_from_similarity
+from .core.relation_weights import DIRECTIONS, one_hot_weights, relation_weights_from_similarity, same_direction_mask
 
-_STATE_KEYS = ("similarity", "seen", "refreshed_at")
+_STATE_KEYS = ("similarity", "seen", "refreshed_at", "borrowed")
+FALLBACKS = ("shared", "one_hot")
 
 
 class RelationSimilarityCache:
@@ -33,12 +42,18 @@ class RelationSimilarityCache:
         device: where the cache lives (the graph's device).
     """
 
-    def __init__(self, num_relations: int, inverse: Callable[[torch.Tensor], torch.Tensor], device: Any) -> None:
+    def __init__(self, num_relations: int, inverse: Callable[[torch.Tensor], torch.Tensor], device: Any,
+                 fallback: str = "one_hot", inverse_offset: int | None = None) -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         self.num_relations = num_relations
         self.inverse = inverse
+        self.inverse_offset = inverse_offset
+        self.fallback = fallback
         self.similarity = torch.zeros(num_relations, num_relations, device=device)  # (R, R) float32
         self.seen = torch.zeros(num_relations, dtype=torch.bool, device=device)  # (R,)
         self.refreshed_at = torch.full((num_relations,), -1, dtype=torch.int64, device=device)  # (R,) step, -1: never
+        self.borrowed = torch.zeros(num_relations, dtype=torch.bool, device=device)  # (R,) row from another query's forward
 
     @torch.no_grad()
     def update(self, embeddings: torch.Tensor, query: torch.Tensor, step: int) -> None:
@@ -71,13 +86,30 @@ class RelationSimilarityCache:
             self.similarity.index_copy_(0, q, sim)
             self.seen[q] = True
             self.refreshed_at[q] = step
+        if self.fallback == "shared":
+            # relations without a row of their own borrow one from the batch's last representation:
+            # (R, R) cosines of one Z, R^2 d flops, no host sync
+            z_last = z[-1]  # (R, d)
+            unseen = ~self.seen
+            borrowed = z_last @ z_last.T  # (R, R)
+            self.similarity.copy_(torch.where(unseen[:, None], borrowed, self.similarity))
+            self.borrowed.copy_(unseen)
+            self.refreshed_at.copy_(torch.where(unseen, step, self.refreshed_at))
 
     def weights(
-        self, query_relation: torch.Tensor, temperature: float, top_relations: int | None
+        self, query_relation: torch.Tensor, temperature: float, top_relations: int | None, directions: str = "mixed"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(w (B, R) float32, from_cache (B,) bool): softmax over cached similarities, one-hot where unseen."""
-        from_cache = self.seen[query_relation]
-        cached = relation_weights_from_similarity(self.similarity[query_relation], query_relation, temperature, top_relations)
+        """(w (B, R) float32, from_cache (B,) bool): softmax over cached similarities (own or
+        borrowed rows), one-hot where there is neither; ``directions="separate"``: over relations of
+        the query's direction only."""
+        if directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
+        from_cache = self.seen[query_relation] | self.borrowed[query_relation]
+        allowed = None
+        if directions == "separate":
+            allowed = same_direction_mask(query_relation, self.num_relations, self.inverse_offset)
+        cached = relation_weights_from_similarity(self.similarity[query_relation], query_relation, temperature, top_relations,
+                                                  allowed=allowed)
         one_hot = one_hot_weights(query_relation, self.num_relations)
         return torch.where(from_cache[:, None], cached, one_hot), from_cache
 
@@ -85,23 +117,32 @@ class RelationSimilarityCache:
         self.similarity.zero_()
         self.seen.zero_()
         self.refreshed_at.fill_(-1)
+        self.borrowed.zero_()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """CPU copies of the cache (loadable with ``torch.load(weights_only=True)``)."""
         return {key: getattr(self, key).detach().cpu().clone() for key in _STATE_KEYS}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore state_dict(); a state without ``borrowed`` (saved before borrowing existed) borrows nothing."""
         self.check_state(state, self.num_relations)
         for key in _STATE_KEYS:
-            getattr(self, key).copy_(state[key].to(getattr(self, key).device))
+            value = state.get(key)
+            if value is None:  # "borrowed" only, check_state allows nothing else to be missing
+                getattr(self, key).zero_()
+            else:
+                getattr(self, key).copy_(value.to(getattr(self, key).device))
 
     @staticmethod
     def check_state(state: dict[str, torch.Tensor], num_relations: int) -> None:
         """ValueError unless ``state`` is a cache of R = ``num_relations`` relations from state_dict()."""
         r = num_relations
-        expected = {"similarity": ((r, r), torch.float32), "seen": ((r,), torch.bool), "refreshed_at": ((r,), torch.int64)}
+        expected = {"similarity": ((r, r), torch.float32), "seen": ((r,), torch.bool), "refreshed_at": ((r,), torch.int64),
+                    "borrowed": ((r,), torch.bool)}
         for key, (shape, dtype) in expected.items():
             value = state.get(key)
+            if key == "borrowed" and value is None:  # older states
+                continue
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
                 got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
                 raise ValueError(f"KMASNegativeSampling state: graph cache {key!r} must be a {shape} {dtype} tensor, got {got}")

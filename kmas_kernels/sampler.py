@@ -11,6 +11,7 @@ import torch
 from .core.index import KGIndex
 from .core.philox import STREAM_UNIFORM, draw_seed, mix_seed
 from .core.problem import prepare_problem
+from .core.relation_weights import DIRECTIONS, relation_weights_from_embeddings, same_direction_mask
 from .core.uniform import uniform_negatives
 from .core.validation import check_backend, check_count, check_float, check_index, check_seed
 from .hard_negatives import mine
@@ -22,6 +23,10 @@ from .schedule import HardRatioSchedule
 # hard_negatives, the op, keeps its own neutral defaults (temperature 0.1 over all relations).
 SAMPLER_TEMPERATURE = 0.3
 SAMPLER_TOP_RELATIONS = 10
+# The drop-ins' handling of relations without a cached similarity row, and of directions
+# (docs/semantics.md, "The drop-in"; chosen by the study's stage 3, docs/pretraining.md).
+SAMPLER_FALLBACK = "one_hot"
+SAMPLER_DIRECTIONS = "mixed"
 
 
 class KMASSampler:
@@ -42,8 +47,16 @@ class KMASSampler:
         temperature, top_relations: as in hard_negatives, but the defaults are the study's
             (SAMPLER_TEMPERATURE = 0.3 over the SAMPLER_TOP_RELATIONS = 10 most similar relations);
             ``top_relations=None`` keeps every relation.
+        directions: "mixed" (hard_negatives' mixture over every relation) or "separate": a row
+            mixes only relations of its query's direction (tail rows forward relations, head rows
+            inverse ones); needs an index with inverse relations and applies to
+            ``relation_embeddings`` (weights passed as ``relation_weights`` are used as given).
         seed: base seed in [0, 2**63) (None: drawn from torch's global generator).
         step: the first step (e.g. when resuming).
+
+    After each call, ``hard_counts`` (B,) int64 on the batch's device holds how many leading
+    columns of each row are hard (the rest uniform), for a loss that weighs them
+    (:func:`kmas_kernels.loss.link_prediction_loss`); reading it costs no host sync.
     """
 
     def __init__(
@@ -59,6 +72,7 @@ class KMASSampler:
         seed: int | None = None,
         backend: str = "auto",
         step: int = 0,
+        directions: str = "mixed",
     ) -> None:
         check_index(index)
         self.index = index
@@ -79,6 +93,12 @@ class KMASSampler:
         seed = check_seed(seed)
         self.seed = draw_seed() if seed is None else seed
         self.step = check_count(step, "step", allow_zero=True)
+        if directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
+        if directions == "separate" and (index.inverse_offset is None or 2 * index.inverse_offset != index.num_relations):
+            raise ValueError("directions='separate' needs an index built with inverse relations (KGIndex.from_triples adds them)")
+        self.directions = directions
+        self.hard_counts: torch.Tensor | None = None  # (B,) of the latest call
 
     def ratio(self, step: int | None = None) -> float:
         """The hard share at ``step`` (default: the current step)."""
@@ -119,6 +139,10 @@ class KMASSampler:
             raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
         num_hard = self.num_hard(num_negatives=k)
         step_seed = mix_seed(self.seed, self.step)
+        if self.directions == "separate":
+            weights = self._separate_direction_weights(query_relation, relation_embeddings, relation_weights)
+            if weights is not None:  # else the inputs are malformed: prepare_problem names the bad one
+                relation_weights, relation_embeddings = weights, None
         problem = prepare_problem(
             self.index,
             query_entity,
@@ -147,8 +171,26 @@ class KMASSampler:
             self.index, problem.query_entity, problem.query_relation, problem.positive, k,
             seed=step_seed, strict=strict, partial=out, stream=STREAM_UNIFORM,
         )
+        self.hard_counts = capacity
         self.step += 1
         return out
+
+    def _separate_direction_weights(self, query_relation: Any, relation_embeddings: Any, relation_weights: Any) -> Any:
+        """w (B, R) over the relations of each row's direction, from ``relation_embeddings``."""
+        if relation_weights is not None:
+            raise ValueError("directions='separate' applies to relation_embeddings; relation_weights are used as given: "
+                             "pass one of them, or build the sampler with directions='mixed'")
+        if not isinstance(relation_embeddings, torch.Tensor) or not isinstance(query_relation, torch.Tensor):
+            return None  # prepare_problem reports the missing / malformed input by name
+        if relation_embeddings.dim() not in (2, 3) or relation_embeddings.shape[-2] != self.index.num_relations:
+            return None
+        if query_relation.dim() != 1 or query_relation.is_floating_point():
+            return None
+        rel = query_relation.to(device=relation_embeddings.device, dtype=torch.int64)
+        if rel.numel() and (int(rel.min()) < 0 or int(rel.max()) >= self.index.num_relations):
+            return None
+        allowed = same_direction_mask(rel, self.index.num_relations, self.index.inverse_offset)
+        return relation_weights_from_embeddings(relation_embeddings, rel, self.temperature, self.top_relations, allowed)
 
     @staticmethod
     def _relax_rows_without_negatives(problem, out: torch.Tensor, rows_mask: torch.Tensor, seed: int) -> None:

@@ -21,8 +21,11 @@ an encoder output belongs to (docs/semantics.md, "The drop-in"):
 Only forwards in training mode are cached (validation and test run in ``eval()``), and none inside
 ``paused()``. Graphs are identified by the object passed to the drop-in, or, for a new object, by
 (num_nodes, num_relations, edges) being equal to a known graph's. A relation whose row was never
-filled falls back to one-hot weights (negatives from its own tail set); ``stats()`` counts those
-rows, and a warning fires once when hard negatives are due but the cache is still empty.
+filled borrows one from the latest forward (``fallback="shared"``, the default) or, with
+``fallback="one_hot"``, falls back to one-hot weights (negatives from its own tail set);
+``stats()`` counts both kinds of rows, and a warning fires once when hard negatives are due but the
+cache is still empty. ``hard_counts`` holds, per row of the latest batch, how many of its negative
+columns are hard, for a loss that weighs them (:func:`kmas_kernels.loss.link_prediction_loss`).
 
 Under DDP each rank draws its own stream: the seed of rank ``r`` at step ``s`` is
 ``mix_seed(rank_seed(seed, r), s)`` (rank 0 is the single-process stream).
@@ -42,8 +45,9 @@ from .core.index import KGIndex
 from .core.philox import draw_seed, mix_seed
 from .core.relation_weights import relation_weights_from_embeddings
 from .core.validation import check_count, check_seed
-from .relation_cache import RelationSimilarityCache
-from .sampler import SAMPLER_TEMPERATURE, SAMPLER_TOP_RELATIONS, KMASSampler
+from .core.relation_weights import DIRECTIONS, same_direction_mask
+from .relation_cache import FALLBACKS, RelationSimilarityCache
+from .sampler import SAMPLER_DIRECTIONS, SAMPLER_FALLBACK, SAMPLER_TEMPERATURE, SAMPLER_TOP_RELATIONS, KMASSampler
 from .schedule import HardRatioSchedule
 
 # A graph's cache still empty after this many drop-in calls on it, with hard negatives due: warn.
@@ -167,6 +171,11 @@ class KMASNegativeSampling:
         temperature, top_relations: as in ``hard_negatives``, with the training defaults of
             ``KMASSampler`` (0.3 over the 10 most similar relations; ``top_relations=None``: all).
         temperature_gumbel, backend: as in ``hard_negatives``.
+        fallback: what a query relation without a similarity row of its own gets: "shared" (a row
+            borrowed from the latest forward's representation, conditioned on another relation) or
+            "one_hot" (its own tail set; the behaviour of earlier versions).
+        directions: "mixed" (every relation, as ``hard_negatives``) or "separate" (tail rows mix
+            forward relations' tail sets, head rows inverse relations', i.e. head sets).
         seed: base seed (None: drawn from torch's global generator); each rank's stream is
             ``rank_seed(seed, rank)``.
         rank: this process's DDP rank (None: ``current_rank()`` at the first call).
@@ -190,7 +199,16 @@ class KMASNegativeSampling:
         rank: int | None = None,
         backend: str = "auto",
         step: int = 0,
+        fallback: str = SAMPLER_FALLBACK,
+        directions: str = SAMPLER_DIRECTIONS,
     ) -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        if directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
+        self.fallback = fallback
+        self.directions = directions
+        self.hard_counts: torch.Tensor | None = None  # (B,) hard negative columns per row of the latest batch
         if schedule is None:
             if total_steps is None:
                 raise ValueError("give total_steps (for the default HardRatioSchedule) or a schedule")
@@ -349,7 +367,10 @@ class KMASNegativeSampling:
         r = index.num_relations
         sampler = KMASSampler(index, 1, self.schedule, seed=self.seed, **self.options)
         key = _graph_key(index)
-        state = GraphState(shape, key, data, index, sampler, RelationSimilarityCache(r, index.inverse, index.device))
+        if self.directions == "separate" and (index.inverse_offset is None or 2 * index.inverse_offset != r):
+            raise ValueError("directions='separate' needs graphs with inverse edges (relation r + R/2 the inverse of r)")
+        cache = RelationSimilarityCache(r, index.inverse, index.device, fallback=self.fallback, inverse_offset=index.inverse_offset)
+        state = GraphState(shape, key, data, index, sampler, cache)
         if key in self._unclaimed:
             state.cache.load_state_dict(self._unclaimed.pop(key))
         self._graphs.append(state)
@@ -411,18 +432,23 @@ class KMASNegativeSampling:
         query_relation = torch.where(tail_row, r, state.index.inverse(r))
         step = self.step
         if relation_embeddings is not None:
-            weights = relation_weights_from_embeddings(relation_embeddings, query_relation, self.temperature, self.top_relations)
+            allowed = None
+            if self.directions == "separate":
+                allowed = same_direction_mask(query_relation, state.index.num_relations, state.index.inverse_offset)
+            weights = relation_weights_from_embeddings(relation_embeddings, query_relation, self.temperature, self.top_relations,
+                                                       allowed)
             if relation_embeddings.dim() == 3:
                 state.cache.update(relation_embeddings, r, step)
             from_cache = None
         else:
-            weights, from_cache = state.cache.weights(query_relation, self.temperature, self.top_relations)
+            weights, from_cache = state.cache.weights(query_relation, self.temperature, self.top_relations, self.directions)
         sampler = state.sampler
         sampler.seed, sampler.step = self.stream_seed(), step
         num_hard = sampler.num_hard(num_negatives=num_negative)
         negatives = sampler.sample(
             query_entity, query_relation, positive, relation_weights=weights, num_negatives=num_negative, strict=strict
         )
+        self.hard_counts = sampler.hard_counts
         self._record(state, step, size, num_negative, num_hard, query_relation, from_cache)
         self._pending, self._pending_relations = state, r
         self.step = step + 1
@@ -439,10 +465,12 @@ class KMASNegativeSampling:
         cached = cache.seen.sum()
         if from_cache is None:  # explicit relation_embeddings: no row fell back, all fresh (age 0)
             zero = torch.zeros_like(cached)
-            fallback, cached, age_sum, aged = torch.stack([zero, cached, zero, zero + size]).tolist()
+            fallback, borrowed, cached, age_sum, aged = torch.stack([zero, zero, cached, zero, zero + size]).tolist()
         else:
             age = torch.where(from_cache, step - cache.refreshed_at[query_relation], 0)
-            fallback, cached, age_sum, aged = torch.stack([(~from_cache).sum(), cached, age.sum(), from_cache.sum()]).tolist()
+            borrowed_rows = (from_cache & ~cache.seen[query_relation]).sum()
+            fallback, borrowed, cached, age_sum, aged = torch.stack(
+                [(~from_cache).sum(), borrowed_rows, cached, age.sum(), from_cache.sum()]).tolist()
         state.calls += 1
         self._last = dict(
             step=step,
@@ -452,6 +480,7 @@ class KMASNegativeSampling:
             num_negatives=k,
             num_hard=num_hard,
             fallback_rows=fallback,
+            borrowed_rows=borrowed,
             mean_cache_age=age_sum / aged if aged else None,
         )
         if (num_hard > 0 and cached == 0 and from_cache is not None and state.calls > EMPTY_CACHE_WARNING_CALLS
@@ -479,7 +508,8 @@ class KMASNegativeSampling:
         cached_relations: relations of that call's graph with a similarity row from the encoder
         (inverses counted), as of the call; num_relations: R of that graph; hard_fraction: the
         schedule's hard share of that call (num_hard / num_negatives); fallback_rows: its rows whose
-        query relation had no cached row (one-hot weights); mean_cache_age: over its other rows, the
+        query relation had no cached row (one-hot weights); borrowed_rows: its rows whose query
+        relation used a row borrowed from another relation's forward (``fallback="shared"``); mean_cache_age: over its other rows, the
         number of steps since the forward that refreshed their row (1: the previous step's), None
         if every row fell back; plus hook counters over the whole run.
         """
@@ -495,6 +525,7 @@ class KMASNegativeSampling:
             "num_negatives": last.get("num_negatives", 0),
             "rows": last.get("rows", 0),
             "fallback_rows": last.get("fallback_rows", 0),
+            "borrowed_rows": last.get("borrowed_rows", 0),
             "mean_cache_age": last.get("mean_cache_age"),
             "captured_outputs": hooks.captured,
             "eval_outputs_skipped": hooks.eval_mode,

@@ -111,7 +111,7 @@ def test_step_level_resume_draws_what_the_uninterrupted_run_draws(root, tmp_path
     assert resumed["losses"] == pytest.approx(straight["losses"], rel=1e-5, abs=1e-6)
     assert [h["step"] for h in resumed["valid"]] == [0, 2, 4, 6]
     if config.sampler == "kmas":  # the options it ran with, written out (defaults resolved)
-        assert resumed["sampler_options"] == {"temperature": 0.1, "top_relations": 2, "schedule": {
+        assert resumed["sampler_options"] == {"temperature": 0.1, "top_relations": 2, "fallback": "one_hot", "directions": "mixed", "schedule": {
             "total_steps": 6, "warmup_steps": 0, "peak_step": 0, "max_ratio": 1.0, "final_ratio": 1.0}}
     else:
         assert resumed["sampler_options"] is None

@@ -61,11 +61,22 @@ class RunConfig:
     final_ratio: float | None = None
     warmup_fraction: float | None = None
     peak_fraction: float | None = None
+    loss: str | None = None  # hard_weighting of kmas_kernels.loss (None: ULTRA's loss, "adversarial")
+    fallback: str | None = None  # the drop-in's fallback (None: the package default)
+    directions: str | None = None  # the drop-in's directions (None: the package default)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        kmas_only = ("temperature", "top_relations", "max_ratio", "final_ratio", "warmup_fraction", "peak_fraction")
+        from kmas_kernels.core.relation_weights import DIRECTIONS
+        from kmas_kernels.loss import HARD_WEIGHTINGS
+        from kmas_kernels.relation_cache import FALLBACKS
+
+        for key, choices in (("loss", HARD_WEIGHTINGS), ("fallback", FALLBACKS), ("directions", DIRECTIONS)):
+            if getattr(self, key) is not None and getattr(self, key) not in choices:
+                raise ValueError(f"{key} must be one of {choices}, got {getattr(self, key)!r}")
+        kmas_only = ("temperature", "top_relations", "max_ratio", "final_ratio", "warmup_fraction", "peak_fraction",
+                     "loss", "fallback", "directions")
         if self.sampler != "kmas" and any(getattr(self, k) is not None for k in kmas_only):
             raise ValueError(f"{', '.join(kmas_only)} apply to the kmas sampler only")
 
@@ -76,7 +87,8 @@ class RunConfig:
             return "strict"
         parts = ["kmas"]
         for key, short in (("temperature", "T"), ("top_relations", "top"), ("max_ratio", "max"), ("final_ratio", "final"),
-                           ("warmup_fraction", "warm"), ("peak_fraction", "peak")):
+                           ("warmup_fraction", "warm"), ("peak_fraction", "peak"), ("loss", "loss"),
+                           ("fallback", "fb"), ("directions", "dir")):
             value = getattr(self, key)
             if value is not None:
                 parts.append(f"{short}{value}" if isinstance(value, str) else f"{short}{value:g}")
@@ -88,7 +100,10 @@ class RunConfig:
         return f"{self.label}_seed{self.seed}"
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Of the configuration; the fields added in stage 3 count only when set, so runs of
+        earlier stages keep their digests (and resume / skip as before)."""
+        fields = {k: v for k, v in asdict(self).items() if not (k in _STAGE3_FIELDS and v is None)}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
     def kmas_options(self) -> dict:
         from kmas_kernels import HardRatioSchedule
@@ -98,6 +113,10 @@ class RunConfig:
             options["temperature"] = self.temperature
         if self.top_relations is not None:
             options["top_relations"] = None if self.top_relations == "all" else self.top_relations
+        if self.fallback is not None:
+            options["fallback"] = self.fallback
+        if self.directions is not None:
+            options["directions"] = self.directions
         schedule = {}
         if self.max_ratio is not None:
             schedule["max_ratio"] = self.max_ratio
@@ -112,12 +131,16 @@ class RunConfig:
         return options
 
 
+_STAGE3_FIELDS = ("loss", "fallback", "directions")
+
 CONFIG_KEYS = {"T": ("temperature", float), "top": ("top_relations", int), "max": ("max_ratio", float),
-               "final": ("final_ratio", float), "warm": ("warmup_fraction", float), "peak": ("peak_fraction", float)}
+               "final": ("final_ratio", float), "warm": ("warmup_fraction", float), "peak": ("peak_fraction", float),
+               "loss": ("loss", str), "fallback": ("fallback", str), "dir": ("directions", str)}
 
 
 def parse_config(spec: str, **budget) -> dict:
-    """'strict' or 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4' -> RunConfig fields.
+    """'strict' or 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4,loss=share,fallback=shared,dir=separate'
+    -> RunConfig fields.
 
     A key left out takes the package default when the run starts (``top=all``: every relation).
     """
@@ -210,7 +233,8 @@ def sampler_options(kmas) -> dict | None:
         return None
     schedule = kmas.schedule
     fields = ("total_steps", "warmup_steps", "peak_step", "max_ratio", "final_ratio")
-    return {"temperature": kmas.temperature, "top_relations": kmas.top_relations,
+    return {"temperature": kmas.temperature, "top_relations": kmas.top_relations, "fallback": kmas.fallback,
+            "directions": kmas.directions,
             "schedule": {f: getattr(schedule, f) for f in fields if hasattr(schedule, f)} or repr(schedule)}
 
 
@@ -227,6 +251,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
     from kmas_ultra.tasks import negative_sampling, self_adversarial_bce
 
     from kmas_kernels.core.files import atomic_save, atomic_write_json, load_torch_file
+    from kmas_kernels.loss import link_prediction_loss
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +268,9 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
 
         kmas = KMASNegativeSampling(model, graphs.train, config.steps, seed=config.seed, **config.kmas_options())
     step, losses, history, graph_counts, seconds = 0, [], [], [0] * len(graphs.train), 0.0
+    # rows whose relation had no similarity row (one-hot) / a borrowed one, while hard negatives were due
+    row_counts = {"rows_with_hard_negatives_due": 0, "fallback_rows_with_hard_negatives_due": 0,
+                  "borrowed_rows_with_hard_negatives_due": 0}
     if partial.is_file():
         state = load_torch_file(partial, map_location=device)
         if state["digest"] != config.digest():
@@ -253,6 +281,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         negative_generator.set_state(state["negative_generator"].cpu())
         step, losses, history = int(state["step"]), list(state["losses"]), json.loads(state["history"])
         graph_counts, seconds = list(state["graph_counts"]), float(state["seconds"])
+        row_counts.update(state.get("row_counts", {}))
         if kmas is not None:
             kmas.load_state_dict(state["kmas"])  # seed, step and every graph's similarity cache
         log(f"{config.name}: resumed at step {step}")
@@ -262,7 +291,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
             "digest": config.digest(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "negative_generator": negative_generator.get_state(), "step": step,
             "losses": losses, "history": json.dumps(history), "graph_counts": graph_counts, "seconds": seconds,
-            "kmas": kmas.state_dict() if kmas is not None else {},
+            "kmas": kmas.state_dict() if kmas is not None else {}, "row_counts": dict(row_counts),
         }, partial)
 
     def run_validation() -> None:
@@ -287,9 +316,18 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         batch = torch.cat([data.target_edge_index[:, rows], data.target_edge_type[rows].unsqueeze(0)]).t()
         if kmas is not None:
             batch = kmas(data, batch, config.negatives, strict=True)
+            stats = kmas.stats()
+            if stats["num_hard"] > 0:
+                row_counts["rows_with_hard_negatives_due"] += stats["rows"]
+                row_counts["fallback_rows_with_hard_negatives_due"] += stats["fallback_rows"]
+                row_counts["borrowed_rows_with_hard_negatives_due"] += stats["borrowed_rows"]
         else:
             batch = negative_sampling(data, batch, config.negatives, strict=True, generator=negative_generator)
-        loss = self_adversarial_bce(model(data, batch), 1.0)
+        if kmas is not None and config.loss is not None:
+            loss = link_prediction_loss(model(data, batch), kmas.hard_counts, adversarial_temperature=1.0,
+                                        hard_weighting=config.loss)
+        else:
+            loss = self_adversarial_bce(model(data, batch), 1.0)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -323,6 +361,7 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
         "losses": losses, "train_seconds": seconds, "seconds_per_step": seconds / max(1, step),
         "checkpoint": checkpoint_path.name, "architecture": architecture(config),
         "sampler_options": sampler_options(kmas),
+        "sampler_rows": row_counts if kmas is not None else None,
     }
     atomic_write_json(result, run_dir / f"{config.name}.json")
     if partial.is_file():

@@ -91,11 +91,22 @@ def make_negative_sampler(mode: str, model: nn.Module, train_data: Graph, total_
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, data: Graph, batch: torch.Tensor,
-               sample: Callable, num_negative: int, adversarial_temperature: float = 1.0) -> float:
-    """One ULTRA step on a (B, 3) [h, t, r] batch; returns the loss."""
+               sample: Callable, num_negative: int, adversarial_temperature: float = 1.0,
+               hard_weighting: str = "adversarial", kmas_sampler=None) -> float:
+    """One ULTRA step on a (B, 3) [h, t, r] batch; returns the loss.
+
+    ``hard_weighting`` other than "adversarial" weighs the hard columns of ``kmas_sampler``'s
+    latest batch as kmas_kernels.loss.link_prediction_loss says (ULTRA's loss otherwise).
+    """
     batch = sample(data, batch, num_negative)
     pred = model(data, batch)
-    loss = self_adversarial_bce(pred, adversarial_temperature)
+    if hard_weighting == "adversarial" or kmas_sampler is None:
+        loss = self_adversarial_bce(pred, adversarial_temperature)
+    else:
+        from kmas_kernels.loss import link_prediction_loss
+
+        loss = link_prediction_loss(pred, kmas_sampler.hard_counts, adversarial_temperature=adversarial_temperature,
+                                    hard_weighting=hard_weighting)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
@@ -167,7 +178,8 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
           valid_limit: int | None = None, eval_batch_size: int = 16, out_dir: str | Path | None = None,
           device: torch.device | str = "cpu", seed: int = 0, progress: bool = True, kmas_options: dict | None = None,
           log: Callable[[str], None] | None = None, save_every: int = 0, resume: dict | None = None,
-          options: dict | None = None, negatives_log: str | Path | None = None) -> dict:
+          options: dict | None = None, negatives_log: str | Path | None = None,
+          hard_weighting: str = "adversarial", stats_callback: Callable[[dict], None] | None = None) -> dict:
     """Train ``model`` on ``split.train`` for ``steps`` steps; returns a summary dict.
 
     Validation (rank 0) every ``valid_every`` steps (0: only at the end) on the first
@@ -178,7 +190,9 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
     after which :class:`TrainingInterrupted` is raised. ``resume``: a state from
     :func:`load_training_state` (the other arguments must be the ones it was started with; the CLI
     takes them from ``state["options"]``). ``options`` (plain data) is stored in the checkpoints.
-    ``negatives_log`` (debugging / tests): append each step's (B, 1 + k, 3) batch as a JSON line
+    ``hard_weighting`` (KMAS negatives only): how the loss weighs the hard columns
+    (kmas_kernels.loss; "adversarial" is ULTRA's loss unchanged); ``stats_callback`` gets the KMAS
+    sampler's ``stats()`` after every step. ``negatives_log`` (debugging / tests): append each step's (B, 1 + k, 3) batch as a JSON line
     to this file (``<file>.rank<r>`` under DDP).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -300,8 +314,11 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
                 _set_rng_state(rng_to_restore, device)
                 rng_to_restore = None
             for batch in batches:
-                loss = train_step(parallel, optimizer, train_data, batch.to(device), sample, num_negative, adversarial_temperature)
+                loss = train_step(parallel, optimizer, train_data, batch.to(device), sample, num_negative, adversarial_temperature,
+                                  hard_weighting, negative_sampler)
                 losses.append(loss)
+                if stats_callback is not None and negative_sampler is not None:
+                    stats_callback(negative_sampler.stats())
                 step += 1
                 batches_done += 1
                 if batches_done == num_batches:
