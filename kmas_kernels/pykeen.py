@@ -35,7 +35,11 @@ relation representation is that of r; similarities never mix directions (docs/se
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import warnings
+from pathlib import Path
 from typing import Any, Callable, Collection
 
 import torch
@@ -49,6 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised only without PyKEEN
         "pip install 'kmas_kernels[pykeen]' (or pip install pykeen)"
     ) from error
 
+from .core.files import atomic_save, load_torch_file
 from .core.index import KGIndex
 from .core.philox import draw_seed, mix_seed
 from .core.relation_weights import relation_weights_from_embeddings
@@ -75,8 +80,12 @@ def relation_matrix(model: torch.nn.Module) -> torch.Tensor:
     representations = getattr(model, "relation_representations", None)
     if representations is None or len(representations) == 0:
         raise TypeError(f"model must be a PyKEEN model with relation representations, got {type(model).__name__}")
-    with torch.no_grad():
-        z = representations[0](indices=None).detach()
+    # in training mode read with autograd on: a module that caches its output (CompGCN's enriched
+    # representations) then keeps a result the next training forward can backpropagate through;
+    # a no_grad read there would leave a graph-less cache behind (docs/semantics.md, "PyKEEN sampler")
+    with torch.set_grad_enabled(bool(getattr(model, "training", False))):
+        z = representations[0](indices=None)
+    z = z.detach()
     if z.is_complex():
         z = torch.view_as_real(z)
     if not z.is_floating_point():
@@ -176,9 +185,10 @@ class KMASNegativeSampler(NegativeSampler):
         self.corruption_scheme = scheme
         # our index adds the inverse relations r + R0 (PyKEEN's triples have none, or carry their
         # own as ordinary relations): heads of (?, r, t) are the answers of (t, r + R0)
-        self.index = KGIndex.from_triples(
-            mapped_triples.detach().to("cpu", torch.int64), self.num_entities, self.num_relations, add_inverse=True
-        )
+        self._triples = mapped_triples.detach().to("cpu", torch.int64)
+        self._num_relations_given = num_relations
+        self._inverse_added = False  # True once PyKEEN's inverse triples were added (bind_model)
+        self.index = KGIndex.from_triples(self._triples, self.num_entities, self.num_relations, add_inverse=True)
         seed = check_seed(seed)
         self._kmas = KMASSampler(
             self.index,
@@ -194,6 +204,10 @@ class KMASNegativeSampler(NegativeSampler):
         )
         self._relations: torch.Tensor | None = None  # (R0, D) cached relation representations
         self._relations_step = -1
+        # rows too short for the hard share (their hard negatives became uniform ones), and rows
+        # with no strict negative at all (masked); see stats()
+        self._counts = {"rows": 0, "short_rows": 0, "hard_replaced": 0, "empty_rows": 0}
+        self._warned_short = False
         object.__setattr__(self, "_model", None)  # not a submodule: the sampler holds no parameters
         if model is not None:
             self.bind_model(model)
@@ -206,14 +220,63 @@ class KMASNegativeSampler(NegativeSampler):
     def bind_model(self, model: torch.nn.Module) -> "KMASNegativeSampler":
         """Use ``model``'s relation representations from the next batch on."""
         rows = relation_matrix(model).shape[0]
-        if rows != self.num_relations:
-            raise ValueError(
-                f"model has {rows} relation representations but the sampler's triples have "
-                f"num_relations={self.num_relations}: build both from the same triples factory"
+        self._match_relation_ids(model, rows)
+        count = len(model.relation_representations)
+        if count > 1:  # SE, PairRE, KG2E, SimplE, TransR, ...: documented choice, said once
+            warnings.warn(
+                f"{type(model).__name__} has {count} relation representations; KMASNegativeSampler reads "
+                "relation_representations[0] only (docs/semantics.md, 'PyKEEN sampler')",
+                UserWarning,
+                stacklevel=2,
             )
         object.__setattr__(self, "_model", model)
         self._relations, self._relations_step = None, -1
         return self
+
+    def _match_relation_ids(self, model: torch.nn.Module, rows: int) -> None:
+        """Make the index's relation ids the model's; ValueError where strict exclusion would be wrong.
+
+        A model trained with ``create_inverse_triples=True`` has 2·R relation ids (PyKEEN's relation
+        inverter: r -> 2r, its inverse 2r + 1) and is fed triples in that space. Triples in the
+        factory's ids (max id < R, as ``tf.mapped_triples``) get PyKEEN's mapping and inverse
+        triples here; triples already in the model's space must hold every inverse triple.
+        """
+        triples, given = self._triples, self._num_relations_given
+        max_id = int(triples[:, 1].max()) if triples.numel() else -1
+        mismatch = ValueError(
+            f"model has {rows} relation representations but the sampler's triples have "
+            f"num_relations={self.num_relations} (largest relation id {max_id}): build both from the same triples factory"
+        )
+        inverter = getattr(model, "relation_inverter", None)
+        if bool(getattr(model, "use_inverse_triples", False)) and inverter is not None and not self._inverse_added:
+            if rows % 2 == 0 and max_id < rows // 2 and given in (None, rows // 2, rows):
+                if self.filterer is not None:
+                    raise ValueError("a filterer built from triples without PyKEEN's inverse triples cannot serve a model with create_inverse_triples=True: pass the triples with inverses")
+                self._rebuild(torch.cat([inverter.map(batch=triples), inverter.map(batch=triples, invert=True).flip(1)]), rows)
+                self._inverse_added = True
+                return
+            if rows != self.num_relations:
+                raise mismatch
+            inverse = inverter.is_inverse(triples[:, 1])
+            forward = triples[~inverse]
+            expected = torch.stack([forward[:, 2], inverter.get_inverse_id(forward[:, 1]), forward[:, 0]], 1)
+            if not torch.equal(torch.unique(triples[inverse], dim=0), torch.unique(expected, dim=0)):
+                raise ValueError(
+                    f"model uses inverse triples ({rows} relation ids) but the sampler's triples neither use "
+                    f"the factory's ids (all < {rows // 2}) nor hold every inverse triple: strict exclusion would be wrong"
+                )
+            return
+        if rows == self.num_relations:
+            return
+        if given is None and max_id < rows and not self._inverse_added:
+            self._rebuild(triples, rows)  # relations absent from the triples: the model's count
+            return
+        raise mismatch
+
+    def _rebuild(self, triples: torch.Tensor, num_relations: int) -> None:
+        self._triples, self.num_relations = triples, num_relations
+        self.index = KGIndex.from_triples(triples, self.num_entities, num_relations, add_inverse=True)
+        self._kmas.index = self.index
 
     def callback(self) -> "KMASTrainingCallback":
         """A PyKEEN training callback that installs this instance and binds the loop's model."""
@@ -231,6 +294,41 @@ class KMASNegativeSampler(NegativeSampler):
     @property
     def seed(self) -> int:
         return self._kmas.seed
+
+    def stats(self) -> dict[str, int]:
+        """Counts since step 0: rows sampled, rows too short for the hard share (``short_rows``;
+        ``hard_replaced`` hard negatives became uniform ones there), rows without any strict
+        negative (``empty_rows``, masked)."""
+        return dict(self._counts)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """Everything a resumed run needs to draw what this sampler would draw next.
+
+        seed, step, the cached relation representations (R0, D) with the step they were read at
+        (None before the first read), and the counts of :meth:`stats`. Options are construction
+        arguments, not state. Tensors and plain values only (safe to load with weights_only=True).
+        """
+        return {
+            "kmas": self._kmas.state_dict(),
+            "relations": None if self._relations is None else self._relations.detach().cpu(),
+            "relations_step": self._relations_step,
+            "counts": dict(self._counts),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True, assign: bool = False) -> None:  # type: ignore[override]
+        """Restore :meth:`state_dict`'s output (ValueError naming the bad entry)."""
+        if not isinstance(state, dict) or set(state) != {"kmas", "relations", "relations_step", "counts"}:
+            raise ValueError(f"state must be KMASNegativeSampler.state_dict()'s output, got keys {sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__}")
+        relations = state["relations"]
+        if relations is not None and (not isinstance(relations, torch.Tensor) or relations.dim() != 2 or relations.shape[0] != self.num_relations):
+            raise ValueError(f"state['relations'] must be None or a ({self.num_relations}, D) tensor, got {getattr(relations, 'shape', type(relations))}")
+        counts = state["counts"]
+        if not isinstance(counts, dict) or set(counts) != set(self._counts):
+            raise ValueError(f"state['counts'] must have keys {sorted(self._counts)}, got {counts!r}")
+        self._kmas.load_state_dict(dict(state["kmas"]))
+        self._relations = None if relations is None else relations.to(self.index.device, torch.float32)
+        self._relations_step = int(state["relations_step"])
+        self._counts = {key: int(counts[key]) for key in self._counts}
 
     def ratio(self, step: int | None = None) -> float:
         """The schedule's hard share at ``step`` (default: the current step), before rounding."""
@@ -356,7 +454,9 @@ class KMASNegativeSampler(NegativeSampler):
             allowed = n - (end - start) - (~positive_known).to(torch.int64)
         else:
             allowed = torch.full_like(query_entity, n - 1)
-        short = allowed < max(self.num_hard(step), 1)
+        num_hard = self.num_hard(step)
+        short = allowed < max(num_hard, 1)
+        self._counts["rows"] += int(query_entity.numel())
         if not bool(short.any()):
             weights = self._relation_weights(relation, corrupt_head)
             return self._kmas.sample(query_entity, query_relation, positive, relation_weights=weights), None
@@ -372,6 +472,19 @@ class KMASNegativeSampler(NegativeSampler):
             self._kmas.step += 1
         short = torch.nonzero(short).squeeze(1)
         empty = allowed[short] == 0
+        replaced = int((~empty).sum()) if num_hard > 0 else 0
+        self._counts["short_rows"] += replaced
+        self._counts["hard_replaced"] += replaced * num_hard
+        self._counts["empty_rows"] += int(empty.sum())
+        if replaced and not self._warned_short:
+            self._warned_short = True
+            warnings.warn(
+                f"KMASNegativeSampler: {replaced} of {query_entity.numel()} rows at step {step} have fewer "
+                f"non-excluded entities than the hard share ({num_hard}) and get uniform negatives instead "
+                "(small graph or large k); stats() counts them (warned once per sampler)",
+                UserWarning,
+                stacklevel=2,
+            )
         sampled[short] = self._uniform_rows(query_entity[short], query_relation[short], positive[short], short, empty, step)
         valid = torch.ones(query_entity.numel(), dtype=torch.bool, device=query_entity.device)
         valid[short[empty]] = False
@@ -425,6 +538,120 @@ class KMASTrainingCallback(TrainingCallback):
         else:
             training_loop.negative_sampler_kwargs = {**(training_loop.negative_sampler_kwargs or {}), "model": training_loop.model}
 
+
+# ---------------------------------------------------------------------- PyKEEN checkpoints
+# PyKEEN's training-loop checkpoint (TrainingLoop._save_state / _load_state) holds the model, the
+# optimizer and the global random states, never the negative sampler, and an sLCWA loop rebuilds
+# its sampler on every train() call. A KMAS sampler's seed, step and cached relation
+# representations therefore travel in a file beside PyKEEN's: ``<checkpoint>.kmas`` (tensors and
+# plain values, written atomically, read with weights_only=True). The hooks below act only for
+# loops whose negative sampler is a KMASNegativeSampler; every other loop runs PyKEEN's code alone.
+KMAS_CHECKPOINT_SUFFIX = ".kmas"
+
+
+def sampler_state_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the KMAS sampler state of PyKEEN checkpoint ``checkpoint`` lives."""
+    return Path(os.fspath(checkpoint) + KMAS_CHECKPOINT_SUFFIX)
+
+
+def _uses_kmas(training_loop: Any) -> bool:
+    hint = getattr(training_loop, "negative_sampler", None)
+    if isinstance(hint, KMASNegativeSampler):
+        return True
+    if hint is None:
+        return False
+    try:
+        kind = hint if isinstance(hint, type) else negative_sampler_resolver.lookup(hint)
+    except (KeyError, ValueError, TypeError):
+        return False
+    return isinstance(kind, type) and issubclass(kind, KMASNegativeSampler)
+
+
+def _wrap_save_state(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def _save_state(self, path, *args, **kwargs):
+        original(self, path, *args, **kwargs)
+        sampler = self.__dict__.get("_kmas_current_sampler")
+        if sampler is None or not _uses_kmas(self):
+            return
+        if not isinstance(path, (str, os.PathLike)):
+            warnings.warn("PyKEEN saved a checkpoint to a file object: the KMAS sampler state is not saved with it, so resuming from it will not be exact", UserWarning, stacklevel=2)
+            return
+        atomic_save(sampler.state_dict(), sampler_state_path(path))
+
+    return _save_state
+
+
+def _wrap_load_state(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def _load_state(self, path, *args, **kwargs):
+        result = original(self, path, *args, **kwargs)
+        if _uses_kmas(self):
+            side = sampler_state_path(path)
+            if side.is_file():
+                state = load_torch_file(side)
+                if isinstance(self.negative_sampler, KMASNegativeSampler):
+                    self.negative_sampler.load_state_dict(state)
+                else:  # the loop builds its sampler next, in _create_training_data_loader
+                    self.__dict__["_kmas_pending_state"] = state
+            else:
+                warnings.warn(
+                    f"PyKEEN checkpoint {path} has no KMAS sampler state ({side.name}): the sampler starts at "
+                    "step 0 with a new seed, so this run does not continue the checkpointed one exactly",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return result
+
+    return _load_state
+
+
+def _wrap_create_loader(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def _create_training_data_loader(self, *args, **kwargs):
+        if not _uses_kmas(self):
+            return original(self, *args, **kwargs)
+        state = self.__dict__.pop("_kmas_pending_state", None)
+        given = self.negative_sampler_kwargs
+        if state is not None:
+            # build the sampler with the saved seed, so that it draws nothing from torch's generator
+            seed = state["kmas"]["seed"]
+            if given and given.get("seed") is not None and given["seed"] != seed:
+                raise ValueError(f"negative_sampler_kwargs seed={given['seed']} differs from the checkpoint's sampler seed {seed}")
+            self.negative_sampler_kwargs = {**(given or {}), "seed": seed}
+        try:
+            loader = original(self, *args, **kwargs)
+        finally:
+            self.negative_sampler_kwargs = given
+        sampler = getattr(loader.dataset, "negative_sampler", None)
+        if isinstance(sampler, KMASNegativeSampler):
+            if sampler.model is None:  # the loop's own model is the only sensible one
+                sampler.bind_model(self.model)
+            if state is not None:
+                sampler.load_state_dict(state)
+            self.__dict__["_kmas_current_sampler"] = sampler
+        return loader
+
+    return _create_training_data_loader
+
+
+def _install_checkpoint_hooks() -> None:
+    from pykeen.training import SLCWATrainingLoop, TrainingLoop
+
+    targets = ((TrainingLoop, "_save_state", _wrap_save_state), (TrainingLoop, "_load_state", _wrap_load_state),
+               (SLCWATrainingLoop, "_create_training_data_loader", _wrap_create_loader))
+    for owner, name, wrap in targets:
+        method = owner.__dict__.get(name)
+        if method is None:
+            warnings.warn(f"PyKEEN's {owner.__name__}.{name} is missing (PyKEEN changed): KMAS sampler state will not travel with PyKEEN checkpoints", UserWarning, stacklevel=2)
+            continue
+        if not getattr(method, "_kmas_hook", False):
+            wrapped = wrap(method)
+            wrapped._kmas_hook = True
+            setattr(owner, name, wrapped)
+
+
+_install_checkpoint_hooks()
 
 # findable by name: negative_sampler="kmas", callbacks="kmas"
 negative_sampler_resolver.register(KMASNegativeSampler, raise_on_conflict=False)
