@@ -52,3 +52,12 @@ def queries_from_edges(index: KGIndex, batch: int, seed: int):
 def small_graph():
     triples = random_triples(40, 4, 120, seed=0)
     return triples, KGIndex.from_triples(triples, num_entities=40, num_relations=4)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny graphs: one intra-op thread avoids OpenMP oversubscription on busy shared CPUs (10-40x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

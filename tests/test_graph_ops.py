@@ -27,19 +27,11 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 CPU_REASON = cpu_rspmm_available()
 TRITON_DEVICE = "cuda" if (torch.cuda.is_available() and not INTERPRET) else "cpu"
 TRITON_REASON = triton_rspmm_available(TRITON_DEVICE)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 FUSED = [
     pytest.param("cpu", "cpu", marks=pytest.mark.skipif(CPU_REASON is not None, reason=f"C++ kernels: {CPU_REASON}")),
     pytest.param("triton", TRITON_DEVICE, marks=pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton: {TRITON_REASON}")),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs: one intra-op thread avoids OpenMP oversubscription on busy shared CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def random_graph(num_nodes: int, num_relations: int, num_edges: int, seed: int, *, used_nodes: int | None = None,

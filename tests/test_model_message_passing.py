@@ -22,15 +22,8 @@ from kmas_kernels.graph_ops.relational_spmm import cpu_rspmm_available
 from kmas_ultra import Ultra, negative_sampling, self_adversarial_bce, synthetic_split, triples_of
 from kmas_ultra.model import message_passing_path
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 CPU_REASON = cpu_rspmm_available()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_default_model_uses_the_fused_op_when_built():

@@ -21,14 +21,7 @@ from kmas_ultra import (Ultra, build_relation_graph, evaluate, load_checkpoint, 
 from kmas_ultra.tasks import self_adversarial_bce
 from kmas_ultra.train import make_negative_sampler, train_step
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs: one intra-op thread avoids OpenMP oversubscription on busy shared CPUs (10-40x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 CHECKPOINTS = shared_dir() / "checkpoints"
