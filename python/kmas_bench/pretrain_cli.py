@@ -45,8 +45,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
     from .cli import default_out
 
-    p.add_argument("--data-root", type=existing_dir, default=None, help="shared data folder (default $KMAS_SHARED/data or ../shared/data)")
-    p.add_argument("--out", type=output_dir, default=None, help=f"results folder (default {default_out()})")
+    p.add_argument("--data-root", type=lambda value: Path(existing_dir(value)), default=None, help="shared data folder (default $KMAS_SHARED/data or ../shared/data)")
+    p.add_argument("--out", type=lambda value: Path(output_dir(value)), default=None, help=f"results folder (default {default_out()})")
     p.add_argument("--name", default=None, help="file-name stem of the results")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
