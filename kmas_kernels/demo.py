@@ -41,7 +41,7 @@ def _positive(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kmas-demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kmas-demo", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--entities", type=_positive, default=20_000, help="entities of the synthetic KG (default 20000)")
     parser.add_argument("--relations", type=_positive, default=40, help="relations (default 40)")
     parser.add_argument("--types", type=_positive, default=20, help="entity types (default 20)")

@@ -58,7 +58,7 @@ def bounded_entities(value: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = OneLineParser(prog="kmas-bench", description=__doc__.splitlines()[0],
+    p = OneLineParser(prog="kmas-bench", description=__doc__.splitlines()[0].replace("``", ""),
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 CPU cores")
     p.add_argument("--data", type=existing_dir, default=None,

@@ -94,7 +94,7 @@ def _top(value: str) -> str:
 def main(argv=None) -> int:
     from kmas_ultra.arguments import OneLineParser, existing_file, positive_float, positive_int, seed_int
 
-    p = OneLineParser(prog="kmas-pretrain", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="kmas-pretrain", description=__doc__.splitlines()[0].replace("``", ""))
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("diagnose", help="training-free: KMAS settings on the validation graphs")
     _common(d)
