@@ -1,7 +1,6 @@
 """``python -m kmas_kernels`` / ``kmas-demo``: hard vs random negatives on the synthetic typed KG.
 
-Until the benchmark suite lands, this is the project's runnable main job: it builds a typed KG,
-mines negatives for a batch of training queries with each available backend, and reports how
+A one-screen demo (the benchmark suite is ``kmas-bench``): it builds a typed KG, mines negatives for a batch of training queries with each available backend, and reports how
 often the negatives are type-consistent with the query relation's range (a hard negative should
 be) next to ULTRA-style strict random negatives, plus the time per call.
 """
@@ -20,6 +19,7 @@ from .core.philox import STREAM_UNIFORM
 from .core.problem import prepare_problem
 from .core.uniform import uniform_negatives
 from .data import synthetic_typed_kg
+from .installation import warn_if_shadowed
 
 
 def _time(fn, repeats: int) -> tuple[torch.Tensor, float]:
@@ -30,16 +30,27 @@ def _time(fn, repeats: int) -> tuple[torch.Tensor, float]:
     return out, (time.perf_counter() - start) / repeats
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entities", type=int, default=20_000)
-    parser.add_argument("--relations", type=int, default=40)
-    parser.add_argument("--types", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--negatives", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(prog="kmas-demo", description=__doc__.splitlines()[0].replace("``", ""))
+    parser.add_argument("--entities", type=_positive, default=20_000, help="entities of the synthetic KG (default 20000)")
+    parser.add_argument("--relations", type=_positive, default=40, help="relations (default 40)")
+    parser.add_argument("--types", type=_positive, default=20, help="entity types (default 20)")
+    parser.add_argument("--batch", type=_positive, default=64, help="queries per call (default 64)")
+    parser.add_argument("--negatives", type=_positive, default=512, help="negatives per query (default 512)")
+    parser.add_argument("--repeats", type=_positive, default=3, help="timed calls per sampler (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
+    warn_if_shadowed("kmas-demo")
 
     kg = synthetic_typed_kg(args.entities, args.relations, args.types, seed=args.seed)
     index = KGIndex.from_triples(kg.triples, num_entities=kg.num_entities, num_relations=kg.num_relations)

@@ -39,7 +39,8 @@ def hard_negatives(
     P_b(e) = sum_r w[b, r] 1[e in Tails(r)] / |Tails(r)| (Gumbel-top-k), never ``positive[b]`` and,
     when ``strict``, never a known answer of (q_b, r_b). Columns are in descending key order
     (the hardest first); if fewer than ``num_negatives`` entities have P_b > 0, the remaining
-    columns are uniform non-excluded entities, distinct from the rest of the row.
+    columns (the *fill*, the last ones of the row) are uniform non-excluded entities, distinct from
+    the rest of the row.
 
     To corrupt heads of (h, r, t), query (t, inverse(r)) with positive h.
 
@@ -48,7 +49,8 @@ def hard_negatives(
         query_entity, query_relation: (B,) ids of the known side and the query relation.
         relation_embeddings: Z, (R, d) shared or (B, R, d) per row: w = softmax(cos / temperature)
             over the ``top_relations`` relations most similar to r_b.
-        relation_weights: w, (B, R) non-negative, used as given (instead of Z).
+        relation_weights: w, (B, R) non-negative, used as given (instead of Z). A row that is all
+            zero has no mixture: every column of it is fill (uniform non-excluded entities).
             With neither, w is one-hot on r_b: negatives from the query relation's own tail set.
         num_negatives: k.
         positive: (B,) true answers a_b, always excluded (optional).

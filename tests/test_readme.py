@@ -43,6 +43,9 @@ def test_python_snippets_run_as_written(tmp_path):
     quick_start, schedule, *rest = python
     result = _run(quick_start + schedule + "\nassert negatives.shape == (64, 512)\nprint('ok')", tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+    helper = next(block for block in rest if "relation_embeddings(model" in block)
+    result = _run(helper + "\nassert negatives.shape == (8, 16) and z.shape == (8, 8, 64)\nprint('ok')", tmp_path)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
     drop_in = next(block for block in rest if "KMASNegativeSampling" in block)
     result = _run(ULTRA_CONTEXT + drop_in + ULTRA_CHECK + "print('ok')", tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

@@ -8,7 +8,7 @@
 
 Prints one side-by-side table (a row per sampler: time per call, extra peak memory, hardness),
 the training-step overhead, and writes JSON (machine, versions, parameters, every figure) and
-PNG plots to --out (default benchmarks/results/ inside the repository, else ./kmas-bench-results).
+PNG plots to --out (default ./kmas-bench-results in the current folder; git-ignored in the repository).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 from kmas_kernels.core.files import atomic_write_json
+from kmas_kernels.installation import warn_if_shadowed
+from kmas_ultra.arguments import (OneLineParser, existing_dir, existing_file, non_negative_int, output_dir, positive_float,
+                                  positive_int, seed_int, unit_interval, user_error)
 
 QUICK = dict(entities=10_000, sizes=[1_000, 10_000, 100_000], repeats=3, hardness_batches=2,
              overhead_entities=2_000, overhead_batch=8, overhead_negatives=64, overhead_steps=5)
@@ -32,7 +35,8 @@ FULL_CUDA = dict(FULL, overhead_entities=10_000, overhead_batch=64, overhead_neg
 
 
 def shared_dir() -> Path | None:
-    """../shared beside the repository (or $KMAS_SHARED): checkpoints and data, when present."""
+    """The shared folder (checkpoints/ and data/): $KMAS_SHARED, else ../shared beside the current
+    folder or the repository, when present. KMAS_SHARED is the one variable the project reads for it."""
     candidates = [os.environ.get("KMAS_SHARED"), Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
     for c in candidates:
         if c and Path(c).is_dir():
@@ -41,55 +45,74 @@ def shared_dir() -> Path | None:
 
 
 def default_out() -> Path:
-    here = Path.cwd()
-    if (here / "benchmarks").is_dir() and (here / "pyproject.toml").is_file():
-        return here / "benchmarks" / "results"
-    return here / "kmas-bench-results"
+    """./kmas-bench-results: never benchmarks/results/, whose files are the committed record
+    (pass ``--out benchmarks/results`` to add to it on purpose)."""
+    return Path.cwd() / "kmas-bench-results"
+
+
+def bounded_entities(value: str) -> int:
+    """A graph size N: an integer >= 10 (the synthetic typed KG needs a few entities per type)."""
+    from kmas_ultra.arguments import bounded
+
+    return bounded(int, 10)(value)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="kmas-bench", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(prog="kmas-bench", description=__doc__.splitlines()[0].replace("``", ""),
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 CPU cores")
-    p.add_argument("--data", default=None, help="a folder with train/valid/test.txt (head<TAB>relation<TAB>tail); default: synthetic typed KG")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/ in the repository, else ./kmas-bench-results")
+    p.add_argument("--data", type=existing_dir, default=None,
+                   help="a folder with train/valid/test.txt (head<TAB>relation<TAB>tail); default: synthetic typed KG")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the samplers run")
+    p.add_argument("--out", type=output_dir, default=None, help="results folder (default: ./kmas-bench-results)")
     p.add_argument("--name", default=None, help="file-name stem of the results (default kmas_bench_<device>[_quick])")
-    p.add_argument("--ultra-path", default=None, help="a checkout of DeepGraphLearning/ULTRA: adds ULTRA's own sampler (needs torch_scatter, torch_geometric)")
-    p.add_argument("--checkpoint", default=None, help="ULTRA checkpoint for relation embeddings and model scores (default: ../shared/checkpoints/ultra_3g.pth if present)")
+    p.add_argument("--ultra-path", type=existing_dir, default=None,
+                   help="a checkout of DeepGraphLearning/ULTRA: adds ULTRA's own sampler (needs torch_scatter, torch_geometric)")
+    p.add_argument("--checkpoint", type=existing_file, default=None,
+                   help="ULTRA checkpoint for relation embeddings and model scores (default: $KMAS_SHARED/checkpoints/ultra_3g.pth if present)")
     p.add_argument("--no-checkpoint", action="store_true", help="use no checkpoint: KMAS gets one-hot relation weights, no model scores")
     p.add_argument("--samplers", nargs="+", default=None, help="default: every baseline and every available KMAS backend")
-    p.add_argument("--entities", type=int, default=None, help="N of the synthetic graph of the table (default 10^5; quick 10^4)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--negatives", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per sampler (median reported; default 5, quick 3)")
-    p.add_argument("--hardness-batches", type=int, default=None, help="batches whose negatives the hardness metrics average (default 4, quick 2)")
-    p.add_argument("--sizes", type=int, nargs="*", default=None, help="sweep sizes N (default 10^3..10^7 as memory allows; quick 10^3..10^5); none: no sweep")
-    p.add_argument("--no-sweep", action="store_true")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per measuring process")
+    p.add_argument("--entities", type=bounded_entities, default=None, help="N of the synthetic graph of the table (default 10^5; quick 10^4)")
+    p.add_argument("--batch", type=positive_int, default=64, help="queries per call B")
+    p.add_argument("--negatives", type=positive_int, default=512, help="negatives per query k")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed calls per sampler (median reported; default 5, quick 3)")
+    p.add_argument("--hardness-batches", type=positive_int, default=None, help="batches whose negatives the hardness metrics average (default 4, quick 2)")
+    p.add_argument("--sizes", type=bounded_entities, nargs="*", default=None,
+                   help="sweep sizes N (default 10^3..10^7 as memory allows; quick 10^3..10^5); none: no sweep")
+    p.add_argument("--no-sweep", action="store_true", help="skip the sweep over N")
+    p.add_argument("--timeout", type=positive_float, default=1800, help="seconds per measuring process")
     g = p.add_argument_group("training-step overhead (defaults: CPU N=10^4, B=16, k=128; GPU ULTRA's B=64, k=512, N=10^4)")
-    g.add_argument("--no-overhead", action="store_true")
-    g.add_argument("--overhead-entities", type=int, default=None)
-    g.add_argument("--overhead-batch", type=int, default=None)
-    g.add_argument("--overhead-negatives", type=int, default=None)
-    g.add_argument("--overhead-steps", type=int, default=None, help="timed steps per mode (after one warm-up step)")
-    g.add_argument("--overhead-hard-ratio", type=float, default=0.5, help="KMAS hard share during the overhead steps")
+    g.add_argument("--no-overhead", action="store_true", help="skip the training-step overhead")
+    g.add_argument("--overhead-entities", type=bounded_entities, default=None, help="N of the overhead graph")
+    g.add_argument("--overhead-batch", type=positive_int, default=None, help="B of the overhead steps")
+    g.add_argument("--overhead-negatives", type=positive_int, default=None, help="k of the overhead steps")
+    g.add_argument("--overhead-steps", type=positive_int, default=None, help="timed steps per mode (after one warm-up step)")
+    g.add_argument("--overhead-hard-ratio", type=unit_interval, default=0.5, help="KMAS hard share during the overhead steps, in [0, 1]")
     t = p.add_argument_group("training effect (--training)")
     t.add_argument("--training", action="store_true",
                    help="fine-tune with strict random vs KMAS negatives, several seeds (defaults: ~17 min on 2 CPU cores)")
-    t.add_argument("--train-dir", default=None, help="default ../shared/data/grail/fb237_v1 (synthetic KG when absent)")
-    t.add_argument("--test-dir", default=None, help="default ../shared/data/grail/fb237_v1_ind")
-    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    t.add_argument("--train-steps", type=int, default=100)
-    t.add_argument("--train-batch", type=int, default=16)
-    t.add_argument("--train-negatives", type=int, default=64)
-    t.add_argument("--train-lr", type=float, default=5e-4, help="AdamW learning rate (ULTRA's)")
-    t.add_argument("--test-limit", type=int, default=200, help="test queries evaluated (0: all)")
-    t.add_argument("--valid-limit", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--replot", type=Path, default=None, metavar="RESULT.json", help="only redraw the plots of a result file, next to it")
+    t.add_argument("--train-dir", type=existing_dir, default=None, help="default $KMAS_SHARED/data/grail/fb237_v1 (synthetic KG when absent)")
+    t.add_argument("--test-dir", type=existing_dir, default=None, help="default $KMAS_SHARED/data/grail/fb237_v1_ind")
+    t.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="one fine-tuning per seed and sampler")
+    t.add_argument("--train-steps", type=positive_int, default=100, help="fine-tuning steps")
+    t.add_argument("--train-batch", type=positive_int, default=16, help="fine-tuning batch")
+    t.add_argument("--train-negatives", type=positive_int, default=64, help="fine-tuning negatives per triple")
+    t.add_argument("--train-lr", type=positive_float, default=5e-4, help="AdamW learning rate (ULTRA's)")
+    t.add_argument("--test-limit", type=non_negative_int, default=200, help="test queries evaluated (0: all)")
+    t.add_argument("--valid-limit", type=positive_int, default=20, help="validation queries per validation")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--replot", type=existing_file, default=None, metavar="RESULT.json", help="only redraw the plots of a result file, next to it")
     args = p.parse_args(argv)
+    if args.out is not None:
+        args.out = Path(args.out)
+    if args.replot is not None:
+        args.replot = Path(args.replot)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error(f"argument --device: 'cuda' requested but torch sees no CUDA device (torch {torch.__version__}); use --device cpu")
     defaults = QUICK if args.quick else (FULL_CUDA if args.device == "cuda" else FULL)
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -105,6 +128,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    warn_if_shadowed("kmas-bench")
     if args.replot:
         return replot(args.replot)
     started = time.perf_counter()
@@ -116,8 +140,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("kmas-bench: --device cuda but torch sees no CUDA device")
     from kmas_ultra import load_checkpoint
 
     from . import report
@@ -140,7 +162,13 @@ def main(argv=None) -> int:
     stem = args.name or f"kmas_bench_{args.device}{'_quick' if args.quick else ''}"
 
     # 1. the table: cost (own process per sampler) and hardness (this process) on one graph
-    graph = load_graph(args.entities, args.data, args.seed)
+    try:
+        graph = load_graph(args.entities, args.data, args.seed)
+    except (OSError, ValueError) as error:
+        user_error("kmas-bench", f"argument --data: {error}")
+    if args.negatives > graph.num_entities - 1:
+        user_error("kmas-bench", f"argument --negatives: expected an integer from 1 to {graph.num_entities - 1} (the "
+                                 f"graph's {graph.num_entities} entities minus the answer), got {args.negatives}")
     g = graph.describe()
     log(f"graph: {g['name']}, N={g['num_entities']:,}, {g['num_relations']} relations, {g['num_train']:,} training triples")
     model = load_checkpoint(checkpoint) if checkpoint else None

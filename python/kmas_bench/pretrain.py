@@ -532,28 +532,30 @@ def plot(result: dict, path: Path) -> None:
 # ---------------------------------------------------------------- command line
 
 def add_parsers(sub, common) -> None:
+    from kmas_ultra.arguments import device, non_negative_int, positive_float, positive_int, seed_int
+
     for command, text in (("run", "pre-train (resumable); validation MRR over steps"),
                           ("test", "zero-shot test of finished runs (once, for the chosen setting)")):
         p = sub.add_parser(command, help=text)
         common(p)
-        p.add_argument("--study", type=Path, default=None, help="the study's design file (default benchmarks/study/pretrain_study.json)")
+        p.add_argument("--study", type=Path, default=None, help="the study's design file (default: the one shipped in kmas_bench/study/)")
         p.add_argument("--configs", nargs="+", default=["strict", "kmas"],
                        help="'strict', 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4' (unset: package defaults)")
-        p.add_argument("--seeds", type=int, nargs="+", default=[0])
-        p.add_argument("--steps", type=int, default=1000)
-        p.add_argument("--batch", type=int, default=16)
-        p.add_argument("--negatives", type=int, default=64)
-        p.add_argument("--lr", type=float, default=5e-4)
-        p.add_argument("--dim", type=int, default=64, help="model width (ultra_3g: 64)")
-        p.add_argument("--layers", type=int, default=6, help="layers per NBFNet (ultra_3g: 6)")
+        p.add_argument("--seeds", type=seed_int, nargs="+", default=[0], help="one run per configuration and seed (default 0)")
+        p.add_argument("--steps", type=positive_int, default=1000, help="training steps per run (default 1000)")
+        p.add_argument("--batch", type=positive_int, default=16, help="training triples per step (default 16)")
+        p.add_argument("--negatives", type=positive_int, default=64, help="negatives per triple (default 64)")
+        p.add_argument("--lr", type=positive_float, default=5e-4, help="AdamW learning rate (default 5e-4)")
+        p.add_argument("--dim", type=positive_int, default=64, help="model width (ultra_3g: 64)")
+        p.add_argument("--layers", type=positive_int, default=6, help="layers per NBFNet (ultra_3g: 6)")
         p.add_argument("--graphs", nargs="+", default=None, help="training graphs relative to the data root (default: the study's)")
-        p.add_argument("--valid-queries", type=int, default=None, help="validation queries per graph (default: the study's)")
-        p.add_argument("--valid-every", type=int, default=100)
-        p.add_argument("--save-every", type=int, default=50, help="steps between resumable partial states (0: none)")
-        p.add_argument("--test-queries", type=int, default=None, help="test queries per graph (default: the study's; 0: all)")
+        p.add_argument("--valid-queries", type=positive_int, default=None, help="validation queries per graph (default: the study's)")
+        p.add_argument("--valid-every", type=non_negative_int, default=100, help="validate every N steps (default 100; 0: start and end)")
+        p.add_argument("--save-every", type=non_negative_int, default=50, help="steps between resumable partial states (0: none)")
+        p.add_argument("--test-queries", type=non_negative_int, default=None, help="test queries per graph (default: the study's; 0: all)")
         p.add_argument("--test-graphs", nargs="+", default=None, help="names of the study's test graphs to use (default: all)")
-        p.add_argument("--eval-batch-size", type=int, default=16)
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (the whole run on this device)")
+        p.add_argument("--eval-batch-size", type=positive_int, default=16, help="queries per evaluation forward (default 16)")
+        p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 ... (the whole run on this device)")
         if command == "run":
             p.add_argument("--test", action="store_true", help="also run the zero-shot test when every run is finished")
 
@@ -568,14 +570,19 @@ def main(args) -> int:
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     root = args.data_root or data_root()
     if root is None:
-        sys.exit("kmas-pretrain: no data folder (set --data-root or KMAS_SHARED_DATA)")
+        sys.exit("kmas-pretrain: no data folder (set --data-root or KMAS_SHARED, the folder holding data/)")
     root = Path(root)
     study_path = args.study or study_file()
     study = json.loads(Path(study_path).read_text())
     training = args.graphs or study["train_graphs"]
     valid_queries = study["validation"]["queries_per_graph"] if args.valid_queries is None else args.valid_queries
     budget = dict(steps=args.steps, batch=args.batch, negatives=args.negatives, lr=args.lr, dim=args.dim, num_layers=args.layers)
-    configs = [RunConfig(**parse_config(spec, seed=seed, **budget)) for spec in args.configs for seed in args.seeds]
+    try:
+        configs = [RunConfig(**parse_config(spec, seed=seed, **budget)) for spec in args.configs for seed in args.seeds]
+    except ValueError as error:  # a bad --configs entry is a user error: one line, exit 2
+        from kmas_ultra.arguments import user_error
+
+        user_error(f"kmas-pretrain {args.command}", f"argument --configs: {error}")
     out = args.out or default_out()
     stem = args.name or "pretrain"
     graphs = load_study_graphs(root, training, valid_queries, args.device)

@@ -13,11 +13,12 @@ from .data import Graph, Split, build_relation_graph, load_inductive, load_trans
 from kmas_kernels.core.files import CheckpointError
 
 from .model import EntityNBFNet, RelNBFNet, Ultra, load_checkpoint
+from .relations import relation_embeddings
 from .tasks import (all_negative, compute_ranking, edge_match, evaluate, negative_sampling, self_adversarial_bce,
                     strict_negative_mask)
 
 __all__ = [
     "Graph", "Split", "build_relation_graph", "load_inductive", "load_transductive", "make_graph", "synthetic_split",
-    "triples_of", "CheckpointError", "EntityNBFNet", "RelNBFNet", "Ultra", "load_checkpoint", "all_negative", "compute_ranking",
+    "triples_of", "CheckpointError", "EntityNBFNet", "RelNBFNet", "Ultra", "load_checkpoint", "relation_embeddings", "all_negative", "compute_ranking",
     "edge_match", "evaluate", "negative_sampling", "self_adversarial_bce", "strict_negative_mask",
 ]

@@ -21,43 +21,66 @@ import time
 
 import torch
 
-from .data import load_inductive, load_transductive, synthetic_split, triples_of
 from kmas_kernels.core.files import CheckpointError
+from kmas_kernels.installation import warn_if_shadowed
+
+from .arguments import (OneLineParser, device, existing_dir, existing_file, non_negative_int, output_dir, positive_float,
+                        positive_int, seed_int, unit_interval)
+from .data import load_inductive, load_transductive, synthetic_split, triples_of
 
 from .model import DIM, NUM_LAYERS, Ultra, architecture_of, load_checkpoint, message_passing_path
 from .tasks import evaluate
+
 from .train import LAST_CHECKPOINT, NEGATIVE_MODES, TrainingInterrupted, load_training_state, setup_distributed, train, world
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--inductive", nargs=2, metavar=("TRAIN_DIR", "INFERENCE_DIR"),
-                       help="GraIL pair: relation vocabulary and training graph from TRAIN_DIR, test on INFERENCE_DIR")
-    group.add_argument("--transductive", metavar="DIR", help="folder with train/valid/test.txt")
-    parser.add_argument("--synthetic-entities", type=int, default=60, help="synthetic default: entities (default 60)")
-    parser.add_argument("--synthetic-relations", type=int, default=4, help="synthetic default: relations (default 4)")
-    parser.add_argument("--synthetic-edges", type=int, default=300, help="synthetic default: edges (default 300)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None,
+    group.add_argument("--inductive", nargs=2, metavar=("TRAIN_DIR", "INFERENCE_DIR"), type=existing_dir,
+                       help="GraIL pair: relation vocabulary and training graph from TRAIN_DIR; the test queries are "
+                            "INFERENCE_DIR's valid.txt + test.txt together (ULTRA's protocol), on INFERENCE_DIR's graph")
+    group.add_argument("--transductive", metavar="DIR", type=existing_dir, help="folder with train/valid/test.txt")
+    parser.add_argument("--synthetic-entities", type=bounded_entities, default=60, help="synthetic default: entities (default 60, at least 4)")
+    parser.add_argument("--synthetic-relations", type=positive_int, default=4, help="synthetic default: relations (default 4)")
+    parser.add_argument("--synthetic-edges", type=positive_int, default=300, help="synthetic default: edges (default 300)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help=f"torch CPU threads (default: 1 on graphs under {SMALL_GRAPH:,} entities, where more threads "
                              "only add OpenMP overhead; torch's default otherwise)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _load_split(args):
-    if args.inductive:
-        return load_inductive(*args.inductive)
-    if args.transductive:
-        return load_transductive(args.transductive)
-    return synthetic_split(args.synthetic_entities, args.synthetic_relations, min(4, args.synthetic_entities),
-                           args.synthetic_edges, seed=args.seed)
+def bounded_entities(value: str) -> int:
+    from .arguments import bounded
+
+    return bounded(int, 4, what="an integer")(value)
+
+
+def _load_split(parser, args):
+    """The data the options name; a folder that does not hold a usable graph is a user error (exit 2)."""
+    try:
+        if args.inductive:
+            split = load_inductive(*args.inductive)
+        elif args.transductive:
+            split = load_transductive(args.transductive)
+        else:
+            return synthetic_split(args.synthetic_entities, args.synthetic_relations, min(4, args.synthetic_entities),
+                                   args.synthetic_edges, seed=args.seed)
+    except (OSError, ValueError) as error:
+        flag = "--inductive" if args.inductive else "--transductive"
+        parser.error(f"argument {flag}: {error}")
+    if split.train.num_edges == 0:
+        parser.error(f"argument {'--inductive' if args.inductive else '--transductive'}: the training graph has no "
+                     "triples (empty train.txt?)")
+    return split
 
 
 def _metrics_only(m: dict) -> dict:
     return {k: v for k, v in m.items() if k not in ("tail_ranks", "head_ranks")}
 
 
+NUM_NEGATIVE = 512  # ULTRA's negatives per triple
 SMALL_GRAPH = 10_000  # entities; below this one intra-op thread is fastest on CPU
 
 
@@ -71,17 +94,20 @@ def _set_threads(args, device, num_entities: int) -> None:
 
 
 def eval_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="kmas-eval", description="Filtered ranking (MRR, Hits@1/3/10) of an ULTRA checkpoint.")
-    parser.add_argument("--checkpoint", help="ULTRA checkpoint (.pth with a 'model' state dict); default: random init")
+    parser = OneLineParser(prog="kmas-eval", description="Filtered ranking (MRR, Hits@1/3/10) of an ULTRA checkpoint.")
+    parser.add_argument("--checkpoint", type=existing_file, help="ULTRA checkpoint (.pth with a 'model' state dict); default: random init")
     _add_data_args(parser)
-    parser.add_argument("--split", choices=("test", "valid"), default="test")
-    parser.add_argument("--batch-size", type=int, default=16, help="queries per forward (default 16, ULTRA's)")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries")
+    parser.add_argument("--split", choices=("test", "valid"), default="test",
+                        help="test (default) or valid; with --inductive, 'test' is INFERENCE_DIR's valid.txt + test.txt "
+                             "together (ULTRA's GraIL protocol) and 'valid' is TRAIN_DIR's valid.txt on TRAIN_DIR's graph")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="queries per forward (default 16, ULTRA's)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N queries (N >= 1)")
     args = parser.parse_args(argv)
+    warn_if_shadowed("kmas-eval")
     device = setup_distributed(args.device)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    split = _load_split(args)
+    split = _load_split(parser, args)
     _set_threads(args, device, split.test.num_nodes)
     try:
         model = load_checkpoint(args.checkpoint) if args.checkpoint else Ultra()
@@ -93,6 +119,8 @@ def eval_main(argv=None) -> int:
     filt = (split.test_filter if args.split == "test" else split.valid_filter).to(device)
     queries = triples_of(data)
     total = int(queries.shape[0])
+    if total == 0:
+        parser.error(f"argument --split: the {args.split} split has no queries (empty {args.split}.txt?)")
     if args.limit is not None:
         queries = queries[: args.limit]
     load_s = time.perf_counter() - start
@@ -138,36 +166,41 @@ def top_relations_arg(value: str) -> int | str:
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kmas-train", description="ULTRA training with random / strict / KMAS negatives.")
-    parser.add_argument("--checkpoint", help="start from this checkpoint's weights (default: from scratch)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR/last.pth, with the options it was "
-                        "started with (only --device, --threads, --no-progress, --log-negatives may be given again)")
+    parser = OneLineParser(prog="kmas-train", description="ULTRA training with random / strict / KMAS negatives.")
+    parser.add_argument("--checkpoint", type=existing_file, help="start from this checkpoint's weights (default: from scratch)")
+    parser.add_argument("--resume", metavar="DIR", type=existing_dir, help="continue the run saved in DIR/last.pth, with the "
+                        "options it was started with (only --device, --threads, --no-progress, --log-negatives may be given again)")
     _add_data_args(parser)
-    parser.add_argument("--dim", type=int, help=f"hidden size of a model trained from scratch (default {DIM}, ULTRA's)")
-    parser.add_argument("--num-layers", type=int, help=f"layers per NBFNet of a model trained from scratch (default {NUM_LAYERS})")
-    parser.add_argument("--negatives", choices=NEGATIVE_MODES, default="strict")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-negative", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--adversarial-temperature", type=float, default=1.0)
-    parser.add_argument("--valid-every", type=int, default=0, help="validate every N steps (0: at the end only)")
-    parser.add_argument("--valid-limit", type=int, default=None, help="validate on the first N validation triples")
-    parser.add_argument("--eval-batch-size", type=int, default=16)
-    parser.add_argument("--out-dir", default=None, help="write model_step_<n>.pth / best.pth / last.pth here")
-    parser.add_argument("--save-every", type=int, default=100, help="with --out-dir: write last.pth (the full training "
-                        "state) every N steps (default 100; 0: only at the end); also written on SIGTERM / SIGINT")
+    parser.add_argument("--dim", type=positive_int, help=f"hidden size of a model trained from scratch (default {DIM}, ULTRA's)")
+    parser.add_argument("--num-layers", type=positive_int, help=f"layers per NBFNet of a model trained from scratch (default {NUM_LAYERS})")
+    parser.add_argument("--negatives", choices=NEGATIVE_MODES, default="strict", help="random, strict (default, ULTRA's) or kmas")
+    parser.add_argument("--steps", type=positive_int, default=100, help="training steps (default 100)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="training triples per step (default 64, ULTRA's)")
+    parser.add_argument("--num-negative", type=positive_int, default=None, help=f"negatives per triple, from 1 to the training "
+                        f"graph's entities minus 1 (default {NUM_NEGATIVE}, ULTRA's, or N - 1 on a graph of N <= {NUM_NEGATIVE} entities)")
+    parser.add_argument("--lr", type=positive_float, default=5e-4, help="AdamW learning rate (default 5e-4)")
+    parser.add_argument("--adversarial-temperature", type=positive_float, default=1.0,
+                        help="self-adversarial weighting temperature (default 1)")
+    parser.add_argument("--valid-every", type=non_negative_int, default=0, help="validate every N steps (0: at the end only)")
+    parser.add_argument("--valid-limit", type=positive_int, default=None, help="validate on the first N validation triples")
+    parser.add_argument("--eval-batch-size", type=positive_int, default=16, help="queries per evaluation forward (default 16)")
+    parser.add_argument("--out-dir", type=output_dir, default=None, help="write last.pth (at the start and every --save-every "
+                        "steps), model_step_<n>.pth and best.pth here")
+    parser.add_argument("--save-every", type=non_negative_int, default=100, help="with --out-dir: write last.pth (the full training "
+                        "state) every N steps (default 100; 0: only at the start and the end); also written on SIGTERM / SIGINT")
     parser.add_argument("--test", action="store_true", help="after training, evaluate on the test split")
-    parser.add_argument("--test-limit", type=int, default=None)
-    parser.add_argument("--kmas-temperature", type=float, default=None, help="KMAS relation-softmax temperature")
+    parser.add_argument("--test-limit", type=positive_int, default=None, help="with --test: the first N test queries only")
+    parser.add_argument("--kmas-temperature", type=positive_float, default=None,
+                        help="KMAS relation-softmax temperature, > 0 (default: KMASSampler's)")
     parser.add_argument("--kmas-top-relations", type=top_relations_arg, default=None, metavar="M|all",
                         help="mix the M most similar relations, or all (default: KMASSampler's, 10)")
-    parser.add_argument("--kmas-backend", default="auto")
+    parser.add_argument("--kmas-backend", choices=("auto", "reference", "cpu", "cuda", "triton"), default="auto",
+                        help="mining backend (default auto)")
     # the hard-negative schedule (kmas_kernels.HardRatioSchedule); unset values take its defaults
-    parser.add_argument("--kmas-warmup-steps", type=int, default=None, help="steps with no hard negatives (default 10%%)")
-    parser.add_argument("--kmas-peak-step", type=int, default=None, help="step of the largest hard share (default 40%%)")
-    parser.add_argument("--kmas-max-ratio", type=float, default=None, help="hard share at the peak (default 0.5)")
-    parser.add_argument("--kmas-final-ratio", type=float, default=None, help="hard share at the end (default 0.1)")
+    parser.add_argument("--kmas-warmup-steps", type=non_negative_int, default=None, help="steps with no hard negatives (default 10%%)")
+    parser.add_argument("--kmas-peak-step", type=non_negative_int, default=None, help="step of the largest hard share (default 40%%)")
+    parser.add_argument("--kmas-max-ratio", type=unit_interval, default=None, help="hard share at the peak, in [0, 1] (default 0.5)")
+    parser.add_argument("--kmas-final-ratio", type=unit_interval, default=None, help="hard share at the end, in [0, 1] (default 0.1)")
     parser.add_argument("--log-negatives", metavar="FILE", default=None, help="debugging / tests: append every step's "
                         "(B, 1 + k, 3) batch, negatives included, as a JSON line to FILE (FILE.rank<r> under DDP)")
     return parser
@@ -203,10 +236,21 @@ def _resumed_args(parser: argparse.ArgumentParser, args: argparse.Namespace, arg
     return resumed, state
 
 
+def _check_against_graph(parser, args, split) -> None:
+    """Options whose range depends on the loaded graph: --num-negative (a row has at most N - 1 other entities)."""
+    entities = split.train.num_nodes
+    if args.num_negative is None:  # left out: ULTRA's 512, or every other entity on a smaller graph
+        args.num_negative = max(1, min(NUM_NEGATIVE, entities - 1))
+    elif args.num_negative > entities - 1:
+        parser.error(f"argument --num-negative: expected an integer from 1 to {entities - 1} (the training graph's "
+                     f"{entities} entities minus the answer), got {args.num_negative}")
+
+
 def train_main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _train_parser()
     args = parser.parse_args(argv)
+    warn_if_shadowed("kmas-train")
     state = None
     try:
         if args.resume:
@@ -216,11 +260,9 @@ def train_main(argv=None) -> int:
             if args.out_dir and os.path.exists(os.path.join(args.out_dir, LAST_CHECKPOINT)):
                 parser.error(f"--out-dir {args.out_dir} already holds a run ({LAST_CHECKPOINT}); continue it with "
                              f"--resume {args.out_dir}, or choose another folder (starting over would overwrite it)")
-            for name in ("steps", "save_every"):
-                if getattr(args, name) < (1 if name == "steps" else 0):
-                    parser.error(f"--{name.replace('_', '-')} must be >= {1 if name == 'steps' else 0}, got {getattr(args, name)}")
         device = setup_distributed(args.device)
-        split = _load_split(args)
+        split = _load_split(parser, args)
+        _check_against_graph(parser, args, split)
         _set_threads(args, device, split.train.num_nodes)
         torch.manual_seed(args.seed)  # the initial weights follow --seed
         if state is not None:
@@ -235,7 +277,6 @@ def train_main(argv=None) -> int:
             model = Ultra(dim=args.dim or DIM, num_layers=args.num_layers or NUM_LAYERS)
     except CheckpointError as error:
         parser.exit(2, f"kmas-train: error: {error}\n")
-    print(f"kmas-train: message passing {message_passing_path(device)}", file=sys.stderr)
     kmas_options = {"backend": args.kmas_backend}
     if args.kmas_temperature is not None:
         kmas_options["temperature"] = args.kmas_temperature
@@ -245,7 +286,12 @@ def train_main(argv=None) -> int:
     if any(value is not None for value in schedule.values()):
         from kmas_kernels import HardRatioSchedule
 
-        kmas_options["schedule"] = HardRatioSchedule(args.steps, **{k: v for k, v in schedule.items() if v is not None})
+        try:
+            kmas_options["schedule"] = HardRatioSchedule(args.steps, **{k: v for k, v in schedule.items() if v is not None})
+        except ValueError as error:  # the options' order (warm-up <= peak <= steps): name the flags
+            parser.error(f"arguments --kmas-warmup-steps / --kmas-peak-step / --kmas-max-ratio / --kmas-final-ratio "
+                         f"with --steps {args.steps}: {error}")
+    print(f"kmas-train: message passing {message_passing_path(device)}", file=sys.stderr)
     options = {k: v for k, v in vars(args).items() if k not in TRANSIENT_OPTIONS}
     _, rank = world()
     try:

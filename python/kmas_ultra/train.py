@@ -7,8 +7,8 @@ WORLD_SIZE > 1, a DistributedSampler over the training triples, the model wrappe
 DistributedDataParallel; rank 0 validates and writes checkpoints.
 
 Resuming (beyond ULTRA, which keeps per-epoch weights only): with ``out_dir``, ``last.pth`` holds
-the whole training state (see :func:`training_state`), written atomically every ``save_every``
-steps, at the end, and when SIGTERM / SIGINT arrives; ``train(..., resume=load_training_state(dir))``
+the whole training state (see :func:`training_state`), written atomically at the start, every
+``save_every`` steps, at the end, and when SIGTERM / SIGINT arrives; ``train(..., resume=load_training_state(dir))``
 continues from it and draws what the uninterrupted run would have drawn: same batches, same
 negatives (the KMAS cache travels in the file), same torch RNG stream on every rank.
 """
@@ -186,7 +186,7 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
     ``valid_limit`` validation triples; each validation writes ``model_step_<n>.pth`` in
     ``out_dir`` ({"model", "architecture", "optimizer", "step", "metrics"}) and the best by MRR is
     ``best.pth``. With ``out_dir``, ``last.pth`` (the full state, :data:`TRAINING_STATE_KEYS`) is
-    written every ``save_every`` steps (0: never mid-run), at the end, and on SIGTERM / SIGINT,
+    written before the first step, every ``save_every`` steps (0: never mid-run), at the end, and on SIGTERM / SIGINT,
     after which :class:`TrainingInterrupted` is raised. ``resume``: a state from
     :func:`load_training_state` (the other arguments must be the ones it was started with; the CLI
     takes them from ``state["options"]``). ``options`` (plain data) is stored in the checkpoints.
@@ -296,6 +296,8 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
         if world_size > 1:
             dist.barrier()
 
+    if out is not None and resume is None:
+        save_last()  # a run killed before its first --save-every step can still be resumed (from step 0)
     stop = _StopRequests(enabled=out is not None)
     # Restored last, so that nothing above moves it. Starting an epoch (iter(loader)) draws one
     # number from the global RNG: a state saved at an epoch's end is restored before that draw,
