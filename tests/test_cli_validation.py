@@ -63,3 +63,21 @@ def test_study_design_ships_with_the_package():
     resource = files("kmas_bench.study") / "pretrain_study.json"
     assert resource.is_file()
     assert study_file().is_file() and "train_graphs" in json.loads(study_file().read_text())
+
+
+def test_shadowed_source_tree_warns_once(monkeypatch):
+    import warnings
+
+    from kmas_kernels import installation
+    from kmas_kernels.backends import native
+
+    monkeypatch.setattr(native, "cpu_available", lambda: "the _native_cpu extension is not next to the kmas_kernels "
+                                                         "imported from the source tree /x/kmas_kernels")
+    monkeypatch.setattr(installation, "_WARNED", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert installation.warn_if_shadowed("kmas-demo") and not installation.warn_if_shadowed("kmas-demo")
+    assert len(caught) == 1 and "source tree" in str(caught[0].message) and caught[0].category is RuntimeWarning
+    monkeypatch.setattr(native, "cpu_available", lambda: None)
+    monkeypatch.setattr(installation, "_WARNED", False)
+    assert installation.shadowed_reason() is None and not installation.warn_if_shadowed("kmas-demo")
