@@ -540,7 +540,7 @@ def add_parsers(sub, common) -> None:
         common(p)
         p.add_argument("--study", type=Path, default=None, help="the study's design file (default: the one shipped in kmas_bench/study/)")
         p.add_argument("--configs", nargs="+", default=["strict", "kmas"],
-                       help="'strict', 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4' (unset: package defaults)")
+                       help="'strict', 'kmas' or 'kmas:T=0.1,top=3,max=0.5,final=0.1,warm=0.1,peak=0.4,loss=share,fallback=shared,dir=separate' (unset: package defaults)")
         p.add_argument("--seeds", type=seed_int, nargs="+", default=[0], help="one run per configuration and seed (default 0)")
         p.add_argument("--steps", type=positive_int, default=1000, help="training steps per run (default 1000)")
         p.add_argument("--batch", type=positive_int, default=16, help="training triples per step (default 16)")
