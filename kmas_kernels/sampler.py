@@ -23,10 +23,12 @@ from .schedule import HardRatioSchedule
 # hard_negatives, the op, keeps its own neutral defaults (temperature 0.1 over all relations).
 SAMPLER_TEMPERATURE = 0.3
 SAMPLER_TOP_RELATIONS = 10
-# The drop-ins' handling of relations without a cached similarity row, and of directions
-# (docs/semantics.md, "The drop-in"; chosen by the study's stage 3, docs/pretraining.md).
-SAMPLER_FALLBACK = "one_hot"
-SAMPLER_DIRECTIONS = "mixed"
+# The ULTRA drop-in's handling of relations without a cached similarity row, and of directions,
+# chosen on validation by the study's stage 3 (docs/pretraining.md, 3(a)-(b); docs/semantics.md
+# section 17). Until then: "one_hot" and "mixed". KMASSampler keeps "mixed": its index may have no
+# inverse relations, and "separate" needs them.
+SAMPLER_FALLBACK = "shared"
+SAMPLER_DIRECTIONS = "separate"
 
 
 class KMASSampler:

@@ -122,6 +122,7 @@ class GraphState:
     captures: int = 0  # encoder outputs cached
     warned_empty: bool = False
     relation_graph: Any = None  # data.relation_graph when bound; held, so that its id() stays unique
+    directions: str = SAMPLER_DIRECTIONS  # this graph's: "mixed" where the default "separate" cannot apply
     object_ids: list[int] = field(default_factory=list)  # ids registered for this graph's objects
 
 
@@ -175,7 +176,10 @@ class KMASNegativeSampling:
             borrowed from the latest forward's representation, conditioned on another relation) or
             "one_hot" (its own tail set; the behaviour of earlier versions).
         directions: "mixed" (every relation, as ``hard_negatives``) or "separate" (tail rows mix
-            forward relations' tail sets, head rows inverse relations', i.e. head sets).
+            forward relations' tail sets, head rows inverse relations', i.e. head sets). None
+            (default): "separate" on graphs with ULTRA's inverse layout (an even number of
+            relations, r + R/2 the inverse of r); on another graph the drop-in warns once and
+            mixes, where an explicit "separate" raises (docs/semantics.md section 17).
         seed: base seed (None: drawn from torch's global generator); each rank's stream is
             ``rank_seed(seed, rank)``.
         rank: this process's DDP rank (None: ``current_rank()`` at the first call).
@@ -200,14 +204,16 @@ class KMASNegativeSampling:
         backend: str = "auto",
         step: int = 0,
         fallback: str = SAMPLER_FALLBACK,
-        directions: str = SAMPLER_DIRECTIONS,
+        directions: str | None = None,
     ) -> None:
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
-        if directions not in DIRECTIONS:
-            raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
+        if directions is not None and directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS} or None, got {directions!r}")
         self.fallback = fallback
-        self.directions = directions
+        self._directions_given = directions is not None
+        self.directions = SAMPLER_DIRECTIONS if directions is None else directions
+        self._warned_mixed_directions = False
         self.hard_counts: torch.Tensor | None = None  # (B,) hard negative columns per row of the latest batch
         if schedule is None:
             if total_steps is None:
@@ -352,6 +358,21 @@ class KMASNegativeSampling:
         """The state kept for graph ``data`` (index, sampler, cache), created on first use."""
         return self._state_for(data)
 
+    def _directions_for(self, index: KGIndex) -> str:
+        """``self.directions`` for this graph; the default "separate" becomes "mixed", with one
+        warning, on a graph without ULTRA's inverse layout (the original sampler never fails there)."""
+        if self.directions == "mixed" or (index.inverse_offset is not None and 2 * index.inverse_offset == index.num_relations):
+            return self.directions
+        if self._directions_given:
+            raise ValueError("directions='separate' needs graphs with inverse edges (relation r + R/2 the inverse of r)")
+        if not self._warned_mixed_directions:
+            self._warned_mixed_directions = True
+            warnings.warn(f"KMASNegativeSampling: a graph with {index.num_relations} relations has no inverse layout "
+                          "(relation r + R/2 the inverse of r), so its hard negatives mix every relation "
+                          "(directions='mixed') instead of the default 'separate'; pass directions='mixed' to silence this",
+                          stacklevel=3)
+        return "mixed"
+
     def _state_for(self, data: Any) -> GraphState:
         state = self._by_object.get(id(data))
         if state is not None and state.data is data:
@@ -367,10 +388,9 @@ class KMASNegativeSampling:
         r = index.num_relations
         sampler = KMASSampler(index, 1, self.schedule, seed=self.seed, **self.options)
         key = _graph_key(index)
-        if self.directions == "separate" and (index.inverse_offset is None or 2 * index.inverse_offset != r):
-            raise ValueError("directions='separate' needs graphs with inverse edges (relation r + R/2 the inverse of r)")
+        directions = self._directions_for(index)
         cache = RelationSimilarityCache(r, index.inverse, index.device, fallback=self.fallback, inverse_offset=index.inverse_offset)
-        state = GraphState(shape, key, data, index, sampler, cache)
+        state = GraphState(shape, key, data, index, sampler, cache, directions=directions)
         if key in self._unclaimed:
             state.cache.load_state_dict(self._unclaimed.pop(key))
         self._graphs.append(state)
@@ -433,7 +453,7 @@ class KMASNegativeSampling:
         step = self.step
         if relation_embeddings is not None:
             allowed = None
-            if self.directions == "separate":
+            if state.directions == "separate":
                 allowed = same_direction_mask(query_relation, state.index.num_relations, state.index.inverse_offset)
             weights = relation_weights_from_embeddings(relation_embeddings, query_relation, self.temperature, self.top_relations,
                                                        allowed)
@@ -441,7 +461,7 @@ class KMASNegativeSampling:
                 state.cache.update(relation_embeddings, r, step)
             from_cache = None
         else:
-            weights, from_cache = state.cache.weights(query_relation, self.temperature, self.top_relations, self.directions)
+            weights, from_cache = state.cache.weights(query_relation, self.temperature, self.top_relations, state.directions)
         sampler = state.sampler
         sampler.seed, sampler.step = self.stream_seed(), step
         num_hard = sampler.num_hard(num_negatives=num_negative)

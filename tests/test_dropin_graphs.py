@@ -227,7 +227,8 @@ def test_hard_columns_come_from_the_cached_weights():
     state = sampler.graph(data)
     tail = torch.arange(8) < 4
     qr = torch.where(tail, r, state.index.inverse(r))
-    weights, _ = state.cache.weights(qr, sampler.temperature, sampler.top_relations)
+    assert state.directions == "separate"  # the default on ULTRA's inverse layout
+    weights, _ = state.cache.weights(qr, sampler.temperature, sampler.top_relations, state.directions)
     step = sampler.step
     out = sampler(data, batch, 8)
     expected = hard_negatives(state.index, torch.where(tail, h, t), qr, relation_weights=weights, num_negatives=4,
@@ -326,3 +327,20 @@ def test_ranks_draw_independent_reproducible_streams():
     single = KMASNegativeSampling(UltraLike(), data, schedule=0.5, seed=11)  # no process group: rank 0
     assert torch.equal(single(data, batch, 16), draws[0])
     assert rank_seed(11, 0) == 11 and len({rank_seed(11, r) for r in range(64)}) == 64
+
+
+def test_default_directions_separate_on_inverse_layout_else_mixed_with_one_warning():
+    model, data = UltraLike(), ultra_data()
+    assert KMASNegativeSampling(model, data, schedule=0.5, seed=0).graph(data).directions == "separate"
+    odd = ultra_data()
+    odd.num_relations = R + 1  # no r + R/2 inverse layout
+    odd.relation_graph = types.SimpleNamespace(num_nodes=R + 1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sampler = KMASNegativeSampling(model, odd, schedule=0.5, seed=0)
+        sampler.graph(odd)
+        sampler.graph(odd)
+    messages = [str(w.message) for w in record if "directions='mixed'" in str(w.message)]
+    assert len(messages) == 1 and sampler.graph(odd).directions == "mixed"
+    with pytest.raises(ValueError, match="directions='separate'"):
+        KMASNegativeSampling(model, odd, schedule=0.5, seed=0, directions="separate").graph(odd)

@@ -62,8 +62,8 @@ class RunConfig:
     warmup_fraction: float | None = None
     peak_fraction: float | None = None
     loss: str | None = None  # hard_weighting of kmas_kernels.loss (None: ULTRA's loss, "adversarial")
-    fallback: str | None = None  # the drop-in's fallback (None: the package default)
-    directions: str | None = None  # the drop-in's directions (None: the package default)
+    fallback: str | None = None  # the drop-in's fallback (None: "one_hot", what stages 1-2 ran)
+    directions: str | None = None  # the drop-in's directions (None: "mixed", what stages 1-2 ran)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -113,10 +113,10 @@ class RunConfig:
             options["temperature"] = self.temperature
         if self.top_relations is not None:
             options["top_relations"] = None if self.top_relations == "all" else self.top_relations
-        if self.fallback is not None:
-            options["fallback"] = self.fallback
-        if self.directions is not None:
-            options["directions"] = self.directions
+        # unset stage-3 factors mean what stages 1-2 ran, not the package's later defaults, so that
+        # every earlier configuration (and its digest) still names the same runs
+        options["fallback"] = self.fallback or STUDY_BASELINE["fallback"]
+        options["directions"] = self.directions or STUDY_BASELINE["directions"]
         schedule = {}
         if self.max_ratio is not None:
             schedule["max_ratio"] = self.max_ratio
@@ -132,6 +132,8 @@ class RunConfig:
 
 
 _STAGE3_FIELDS = ("loss", "fallback", "directions")
+# the drop-in options of stages 1-2 (the package defaults before stage 3 changed them)
+STUDY_BASELINE = {"loss": "adversarial", "fallback": "one_hot", "directions": "mixed"}
 
 CONFIG_KEYS = {"T": ("temperature", float), "top": ("top_relations", int), "max": ("max_ratio", float),
                "final": ("final_ratio", float), "warm": ("warmup_fraction", float), "peak": ("peak_fraction", float),

@@ -31,7 +31,12 @@ from .data import load_inductive, load_transductive, synthetic_split, triples_of
 from .model import DIM, NUM_LAYERS, Ultra, architecture_of, load_checkpoint, message_passing_path
 from .tasks import evaluate
 
-from .train import LAST_CHECKPOINT, NEGATIVE_MODES, TrainingInterrupted, load_training_state, setup_distributed, train, world
+from kmas_kernels.core.relation_weights import DIRECTIONS
+from kmas_kernels.loss import HARD_WEIGHTINGS
+from kmas_kernels.relation_cache import FALLBACKS
+from kmas_kernels.sampler import SAMPLER_DIRECTIONS, SAMPLER_FALLBACK
+
+from .train import LAST_CHECKPOINT, NEGATIVE_MODES, TRAIN_HARD_WEIGHTING, TrainingInterrupted, load_training_state, setup_distributed, train, world
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +155,8 @@ def eval_main(argv=None) -> int:
 RESUME_OVERRIDABLE = ("resume", "device", "threads", "no_progress", "log_negatives")
 # not stored in the checkpoint's options
 TRANSIENT_OPTIONS = ("resume", "log_negatives")
+# what a run saved before --kmas-loss / --kmas-fallback / --kmas-directions existed was trained with
+STARTED_BEFORE_STAGE3 = {"kmas_loss": "adversarial", "kmas_fallback": "one_hot", "kmas_directions": "mixed"}
 
 
 def top_relations_arg(value: str) -> int | str:
@@ -196,6 +203,14 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="mix the M most similar relations, or all (default: KMASSampler's, 10)")
     parser.add_argument("--kmas-backend", choices=("auto", "reference", "cpu", "cuda", "triton"), default="auto",
                         help="mining backend (default auto)")
+    parser.add_argument("--kmas-loss", choices=HARD_WEIGHTINGS, default=TRAIN_HARD_WEIGHTING,
+                        help=f"how the loss weighs the hard negatives (kmas_kernels.loss; default {TRAIN_HARD_WEIGHTING}; "
+                        "adversarial: ULTRA's loss unchanged)")
+    parser.add_argument("--kmas-fallback", choices=FALLBACKS, default=SAMPLER_FALLBACK,
+                        help=f"relations without a cached similarity row (default {SAMPLER_FALLBACK})")
+    parser.add_argument("--kmas-directions", choices=DIRECTIONS, default=None,
+                        help=f"mix relations of the query's direction only (separate) or all (mixed); default "
+                        f"{SAMPLER_DIRECTIONS} where the graph has inverse relations")
     # the hard-negative schedule (kmas_kernels.HardRatioSchedule); unset values take its defaults
     parser.add_argument("--kmas-warmup-steps", type=non_negative_int, default=None, help="steps with no hard negatives (default 10%%)")
     parser.add_argument("--kmas-peak-step", type=non_negative_int, default=None, help="step of the largest hard share (default 40%%)")
@@ -223,7 +238,7 @@ def _resumed_args(parser: argparse.ArgumentParser, args: argparse.Namespace, arg
         action.default = argparse.SUPPRESS
     given = vars(only_given.parse_args(argv))  # only the options on this command line
     _absolute_paths_in(given)
-    stored = dict(state["options"])
+    stored = {**STARTED_BEFORE_STAGE3, **state["options"]}  # runs saved before these options existed
     conflicts = [f"--{k.replace('_', '-')} {v!r} (stored: {stored.get(k)!r})" for k, v in given.items()
                  if k not in RESUME_OVERRIDABLE and stored.get(k) != v]
     if conflicts:
@@ -277,7 +292,7 @@ def train_main(argv=None) -> int:
             model = Ultra(dim=args.dim or DIM, num_layers=args.num_layers or NUM_LAYERS)
     except CheckpointError as error:
         parser.exit(2, f"kmas-train: error: {error}\n")
-    kmas_options = {"backend": args.kmas_backend}
+    kmas_options = {"backend": args.kmas_backend, "fallback": args.kmas_fallback, "directions": args.kmas_directions}
     if args.kmas_temperature is not None:
         kmas_options["temperature"] = args.kmas_temperature
     if args.kmas_top_relations is not None:
@@ -300,7 +315,7 @@ def train_main(argv=None) -> int:
                         valid_every=args.valid_every, valid_limit=args.valid_limit, eval_batch_size=args.eval_batch_size,
                         out_dir=args.out_dir, device=device, seed=args.seed, progress=not args.no_progress,
                         kmas_options=kmas_options, save_every=args.save_every, resume=state, options=options,
-                        negatives_log=args.log_negatives)
+                        negatives_log=args.log_negatives, hard_weighting=args.kmas_loss)
     except TrainingInterrupted as stopped:
         if rank == 0:
             print(f"kmas-train: {stopped}; continue with: kmas-train --resume {args.out_dir}", file=sys.stderr)

@@ -37,6 +37,9 @@ from .model import architecture_of
 from .tasks import evaluate, negative_sampling, self_adversarial_bce
 
 NEGATIVE_MODES = ("random", "strict", "kmas")
+# the loss's weighting of KMAS hard negatives (kmas_kernels.loss), chosen on validation by the
+# study's stage 3 (docs/pretraining.md); "adversarial", ULTRA's loss, until then
+TRAIN_HARD_WEIGHTING = "share"
 LAST_CHECKPOINT = "last.pth"
 CHECKPOINT_FORMAT = "kmas_ultra.train/1"
 TRAINING_STATE_KEYS = ("format", "model", "architecture", "optimizer", "step", "data_order", "world_size", "ranks",
@@ -179,7 +182,7 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
           device: torch.device | str = "cpu", seed: int = 0, progress: bool = True, kmas_options: dict | None = None,
           log: Callable[[str], None] | None = None, save_every: int = 0, resume: dict | None = None,
           options: dict | None = None, negatives_log: str | Path | None = None,
-          hard_weighting: str = "adversarial", stats_callback: Callable[[dict], None] | None = None) -> dict:
+          hard_weighting: str = TRAIN_HARD_WEIGHTING, stats_callback: Callable[[dict], None] | None = None) -> dict:
     """Train ``model`` on ``split.train`` for ``steps`` steps; returns a summary dict.
 
     Validation (rank 0) every ``valid_every`` steps (0: only at the end) on the first
@@ -191,10 +194,14 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
     :func:`load_training_state` (the other arguments must be the ones it was started with; the CLI
     takes them from ``state["options"]``). ``options`` (plain data) is stored in the checkpoints.
     ``hard_weighting`` (KMAS negatives only): how the loss weighs the hard columns
-    (kmas_kernels.loss; "adversarial" is ULTRA's loss unchanged); ``stats_callback`` gets the KMAS
+    (kmas_kernels.loss; "adversarial" is ULTRA's loss unchanged; default :data:`TRAIN_HARD_WEIGHTING`); ``stats_callback`` gets the KMAS
     sampler's ``stats()`` after every step. ``negatives_log`` (debugging / tests): append each step's (B, 1 + k, 3) batch as a JSON line
     to this file (``<file>.rank<r>`` under DDP).
     """
+    from kmas_kernels.loss import HARD_WEIGHTINGS
+
+    if hard_weighting not in HARD_WEIGHTINGS:
+        raise ValueError(f"hard_weighting must be one of {HARD_WEIGHTINGS}, got {hard_weighting!r}")
     log = log or (lambda msg: print(msg, file=sys.stderr))
     world_size, rank = world()
     device = torch.device(device)
