@@ -35,7 +35,8 @@ def training_effect(*, train_dir: str | None, test_dir: str | None, checkpoint: 
     from tqdm import tqdm
 
     from kmas_ultra import Ultra, evaluate, load_checkpoint, load_inductive, synthetic_split, triples_of
-    from kmas_ultra.train import train
+    from kmas_kernels.sampler import SAMPLER_DIRECTIONS, SAMPLER_FALLBACK, SAMPLER_TEMPERATURE, SAMPLER_TOP_RELATIONS
+    from kmas_ultra.train import TRAIN_HARD_WEIGHTING, train
 
     if train_dir and test_dir:
         split = load_inductive(train_dir, test_dir)
@@ -86,7 +87,10 @@ def training_effect(*, train_dir: str | None, test_dir: str | None, checkpoint: 
         "parameters": {"train_dir": train_dir, "test_dir": test_dir, "checkpoint": checkpoint, "seeds": list(seeds),
                        "steps": steps, "batch": batch, "negatives": k, "lr": lr, "test_limit": test_limit,
                        "num_test_queries": int(queries.shape[0]), "valid_limit": valid_limit, "device": device,
-                       "num_entities_train": int(split.train.num_nodes), "num_entities_test": int(split.test.num_nodes)},
+                       "num_entities_train": int(split.train.num_nodes), "num_entities_test": int(split.test.num_nodes),
+                       # the KMAS arm runs the package defaults: recorded, so that results stay readable when they change
+                       "kmas_defaults": {"loss": TRAIN_HARD_WEIGHTING, "fallback": SAMPLER_FALLBACK, "directions": SAMPLER_DIRECTIONS,
+                                         "temperature": SAMPLER_TEMPERATURE, "top_relations": SAMPLER_TOP_RELATIONS}},
         "zero_shot": baseline,
         "runs": runs,
         "summary": summary,
