@@ -44,8 +44,10 @@ def test_configs_parse_name_and_validate():
     assert schedule.warmup_steps == round(0.2 * BUDGET["steps"]) and schedule.max_ratio == 0.25
     every = pretrain.RunConfig(**pretrain.parse_config("kmas:T=0.1,top=all", **BUDGET))  # stage 1's former defaults
     assert every.top_relations == "all" and every.label == "kmas_T0.1_topall"
-    assert every.kmas_options() == {"temperature": 0.1, "top_relations": None}  # None: every relation
-    assert pretrain.RunConfig(**pretrain.parse_config("kmas", **BUDGET)).kmas_options() == {}  # the package defaults
+    # unset stage-3 factors keep what stages 1-2 ran (one-hot fallback, mixed directions), whatever the package defaults
+    stage12 = {"fallback": "one_hot", "directions": "mixed"}
+    assert every.kmas_options() == {"temperature": 0.1, "top_relations": None, **stage12}  # None: every relation
+    assert pretrain.RunConfig(**pretrain.parse_config("kmas", **BUDGET)).kmas_options() == stage12
     with pytest.raises(ValueError, match="top must be an integer or all"):
         pretrain.parse_config("kmas:top=many")
     assert pretrain.RunConfig("strict", **BUDGET).name == "strict_seed0"
@@ -167,3 +169,27 @@ def test_cli_runs_tests_writes_results_and_skips_finished_runs(root, tmp_path, c
     # the same run name with another budget is refused
     with pytest.raises(ValueError, match="another configuration"):
         main([a if a != "4" else "5" for a in argv])
+
+
+def test_test_reuses_baseline_runs_from_another_name_and_pairs_by_seed(root, tmp_path, capsys):
+    common = ["--data-root", str(root), "--study", str(root / "study.json"), "--steps", "3", "--batch", "4",
+              "--negatives", "6", "--dim", "8", "--layers", "2", "--valid-every", "0", "--save-every", "0",
+              "--seeds", "0", "1", "--out", str(tmp_path), "--no-progress"]
+    assert main(["run", *common, "--configs", "strict", "--name", "earlier"]) == 0
+    assert main(["run", *common, "--configs", "kmas:loss=share", "--name", "later"]) == 0
+    capsys.readouterr()
+    assert main(["test", *common, "--configs", "kmas:loss=share", "--name", "later", "--baseline", "earlier:strict"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "later_test.json").read_text())
+    assert {r["run"] for r in result["runs"]} == {"strict_seed0", "strict_seed1", "kmas_lossshare_seed0", "kmas_lossshare_seed1"}
+    per_run = result["zero_shot"]["per_run"]
+    paired = result["paired_to_baseline"]["kmas_lossshare"]
+    assert paired["baseline"] == "strict" and paired["seeds"] == [0, 1] and paired["num_graphs"] == 2
+    for graph in ("unseen", "g1_again"):
+        diffs = [per_run[f"kmas_lossshare_seed{s}"][graph]["mrr"] - per_run[f"strict_seed{s}"][graph]["mrr"] for s in (0, 1)]
+        assert paired["mrr_per_graph"][graph]["mean"] == pytest.approx(sum(diffs) / 2)
+    assert paired["graphs_above"] + paired["graphs_below"] <= 2 and "kmas_lossshare - strict" in printed
+    # a baseline trained with another budget is refused, naming the digest
+    with pytest.raises(SystemExit, match="another configuration"):
+        main(["test", *[a if a != "3" else "4" for a in common], "--configs", "strict", "--name", "earlier",
+              "--baseline", "earlier:strict"])

@@ -393,6 +393,19 @@ def run_all(configs: list[RunConfig], graphs: StudyGraphs, out: Path, stem: str,
     return results
 
 
+def finished_run(run_dir: Path, config: RunConfig) -> dict:
+    """The result of a finished run of ``config`` under ``run_dir``; exits with a message if it is
+    missing or was trained with another configuration (digest)."""
+    path = run_dir / f"{config.name}.json"
+    if not path.is_file():
+        sys.exit(f"kmas-pretrain test: run {config.name} is not finished ({path} missing)")
+    result = json.loads(path.read_text())
+    if result.get("digest") != config.digest():
+        sys.exit(f"kmas-pretrain test: {path} was trained with another configuration (digest {result.get('digest')} != "
+                 f"{config.digest()}): check --steps/--batch/--negatives/--dim/--layers")
+    return result
+
+
 # ---------------------------------------------------------------- zero-shot test
 
 def load_test_graph(root: Path, spec: dict, limit: int | None):
@@ -474,6 +487,24 @@ def summarise(results: list[dict], test: dict | None) -> dict:
                 entry["zero_shot_mean_mrr"] = spread([sum(run[g]["mrr"] for g in run) / len(run) for run in runs])
         summary[label] = entry
     return summary
+
+
+def paired_differences(results: list[dict], test: dict, baseline: str) -> dict:
+    """Per configuration other than ``baseline``: zero-shot MRR minus the baseline's, paired by seed,
+    per test graph and for the mean over graphs (mean, std over seeds; how many graphs are above)."""
+    by = {(r["label"], r["config"]["seed"]): test["per_run"][r["run"]] for r in results if r["run"] in test["per_run"]}
+    out = {}
+    for label in sorted({r["label"] for r in results} - {baseline}):
+        seeds = sorted(s for (lab, s) in by if lab == label and (baseline, s) in by)
+        if not seeds:
+            continue
+        graphs = list(by[label, seeds[0]])
+        per_graph = {g: spread([by[label, s][g]["mrr"] - by[baseline, s][g]["mrr"] for s in seeds]) for g in graphs}
+        mean = spread([sum(by[label, s][g]["mrr"] - by[baseline, s][g]["mrr"] for g in graphs) / len(graphs) for s in seeds])
+        out[label] = {"baseline": baseline, "seeds": seeds, "mrr_per_graph": per_graph, "mean_over_graphs": mean,
+                      "graphs_above": sum(d["mean"] > 0 for d in per_graph.values()),
+                      "graphs_below": sum(d["mean"] < 0 for d in per_graph.values()), "num_graphs": len(graphs)}
+    return out
 
 
 # ---------------------------------------------------------------- plots
@@ -560,6 +591,10 @@ def add_parsers(sub, common) -> None:
         p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 ... (the whole run on this device)")
         if command == "run":
             p.add_argument("--test", action="store_true", help="also run the zero-shot test when every run is finished")
+        else:
+            p.add_argument("--baseline", default=None, metavar="NAME:CONFIG",
+                           help="also test the finished runs of CONFIG (same seeds and budget) kept under --out/NAME, "
+                           "e.g. pretrain_stage2:strict, and report each configuration's paired difference to them")
 
 
 def main(args) -> int:
@@ -590,16 +625,22 @@ def main(args) -> int:
     graphs = load_study_graphs(root, training, valid_queries, args.device)
     started = time.perf_counter()
     progress = not args.no_progress
+    baseline = None  # label of the --baseline runs (test only)
     if args.command == "run":
         results = run_all(configs, graphs, out, stem, valid_every=args.valid_every, save_every=args.save_every,
                           progress=progress, log=log)
     else:
-        results = []
-        for c in configs:
-            path = out / stem / f"{c.name}.json"
-            if not path.is_file():
-                sys.exit(f"kmas-pretrain test: run {c.name} is not finished ({path} missing)")
-            results.append(json.loads(path.read_text()))
+        results = [finished_run(out / stem, c) for c in configs]
+        if args.baseline:
+            other, _, spec = args.baseline.partition(":")
+            try:
+                base = [RunConfig(**parse_config(spec, seed=seed, **budget)) for seed in args.seeds]
+            except ValueError as error:
+                from kmas_ultra.arguments import user_error
+
+                user_error("kmas-pretrain test", f"argument --baseline: {error}")
+            results += [finished_run(out / other, c) for c in base]
+            baseline = base[0].label
     test = None
     if args.command == "test" or getattr(args, "test", False):
         specs = [s for s in study["zero_shot_test"]["graphs"] if not args.test_graphs or s["name"] in args.test_graphs]
@@ -616,6 +657,7 @@ def main(args) -> int:
         "runs": [{k: v for k, v in r.items() if k != "losses"} for r in results],
         "zero_shot": test,
         "summary": summarise(results, test),
+        "paired_to_baseline": paired_differences(results, test, baseline) if test and baseline else None,
         "seconds": time.perf_counter() - started,
     }
     name = f"{stem}_test" if test else stem
@@ -630,5 +672,9 @@ def main(args) -> int:
         if "zero_shot_mean_mrr" in s:
             line += f"  zero-shot mean MRR {s['zero_shot_mean_mrr']['mean']:.4f} ± {s['zero_shot_mean_mrr']['std']:.4f}"
         print(line)
+    for label, d in (result["paired_to_baseline"] or {}).items():
+        m = d["mean_over_graphs"]
+        print(f"{label} - {d['baseline']}: zero-shot MRR {m['mean']:+.4f} ± {m['std']:.4f} (paired, n={m['n']}), "
+              f"above on {d['graphs_above']} of {d['num_graphs']} graphs, below on {d['graphs_below']}")
     print(f"wrote {path}")
     return 0
