@@ -82,7 +82,7 @@ class StepChecker:
         h, t, rel = positives.unbind(1)
         tail = torch.arange(b) < half
         qr = torch.where(tail, rel, state.index.inverse(rel))
-        weights, _ = state.cache.weights(qr, sampler.temperature, sampler.top_relations)
+        weights, _ = state.cache.weights(qr, sampler.temperature, sampler.top_relations, state.directions)
         expected = hard_negatives(state.index, torch.where(tail, h, t), qr, relation_weights=weights, num_negatives=num_hard,
                                   positive=torch.where(tail, t, h), seed=mix_seed(sampler.stream_seed(), stats["step"] - 1))
         got = torch.where(tail[:, None], batch[:, 1:1 + num_hard, 1], batch[:, 1:1 + num_hard, 0])
@@ -121,3 +121,44 @@ def test_drop_in_inside_the_models_own_training_code(name, tmp_path):
     assert stats["cached_relations"] > 0, "nothing came from the model's own relation encoder"
     assert stats["captured_outputs"] >= STEPS and stats["rejected_outputs"] == 0
     assert stats["eval_outputs_skipped"] > 0  # its validation ran in eval mode and left the cache alone
+
+
+@pytest.mark.parametrize("name", ["ultra", "trix", "motif", "semma"])
+def test_readme_loss_change_inside_the_models_own_training_code(name, tmp_path):
+    """README.md's loss change, made to the checkout's own train_and_validate source: each step's
+    loss is kmas_kernels.loss.link_prediction_loss of the model's logits, with the drop-in's
+    per-row hard counts, equal to a float64 recomputation of the share weighting."""
+    path, data_dir = checkout(name)
+    from kmas_bench import kgfm
+    from kmas_kernels.loss import link_prediction_loss
+
+    if name == "trix" and kgfm.trix_supported() is not None:
+        pytest.skip(kgfm.trix_supported())
+    setup = kgfm.setup(name, path, data_dir, depth=2)
+    sampler = install(setup.tasks, setup.model, schedule=HARD, relation_module=setup.relation_module, seed=0)
+    calls = []
+
+    def recorded(pred, hard_counts, **options):
+        loss = link_prediction_loss(pred, hard_counts, **options)
+        calls.append((pred.detach().double(), hard_counts.clone(), options, float(loss)))
+        return loss
+
+    train_and_validate, replaced = kgfm.with_kmas_loss(setup, recorded)
+    assert replaced[0].strip() == kgfm.LOSS_FIRST_LINE and replaced[-1].strip() == kgfm.LOSS_LAST_LINE and len(replaced) >= 4
+    try:
+        kgfm.run_training(setup, STEPS, BATCH, K, tmp_path, train_and_validate=train_and_validate)
+    finally:
+        sampler.close()
+    assert len(calls) == STEPS
+    for pred, counts, options, value in calls:
+        assert options == {"adversarial_temperature": 1, "hard_weighting": "share"}
+        assert pred.shape == (BATCH, 1 + K) and torch.equal(counts, torch.full((BATCH,), round(HARD * K)))
+        # share weighting written out: hard columns 1/k each, ULTRA's softmax over the rest at their share
+        h = round(HARD * K)
+        soft = torch.softmax(pred[:, 1 + h:], dim=1) * (K - h) / K
+        weight = torch.cat([torch.ones(BATCH, 1, dtype=pred.dtype), torch.full((BATCH, h), 1 / K, dtype=pred.dtype), soft], 1)
+        target = torch.zeros_like(pred)
+        target[:, 0] = 1
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(pred, target, reduction="none")
+        expected = ((bce * weight).sum(1) / weight.sum(1)).mean()
+        assert value == pytest.approx(float(expected), rel=1e-4, abs=1e-6)

@@ -263,8 +263,41 @@ def train_config(steps: int, batch_size: int, num_negative: int, lr: float = 5e-
     )
 
 
-def run_training(kgfm: KGFMSetup, steps: int, batch_size: int, num_negative: int, workdir: str | Path) -> None:
-    """The checkout's own ``train_and_validate`` for ``steps`` batches (its checkpoint goes to ``workdir``)."""
+# ULTRA's inline loss in train_and_validate, the same lines in TRIX, MOTIF and SEMMA: from the BCE
+# to the batch mean (the self-adversarial softmax in between). README.md shows the replacement.
+LOSS_FIRST_LINE = 'loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none")'
+LOSS_LAST_LINE = "loss = loss.mean()"
+KMAS_LOSS_LINE = ("loss = kmas_kernels.loss.link_prediction_loss(pred, tasks.negative_sampling.hard_counts, "
+                  "adversarial_temperature=cfg.task.adversarial_temperature, hard_weighting=\"share\")")
+
+
+def with_kmas_loss(kgfm: KGFMSetup, link_prediction_loss: Callable | None = None) -> tuple[Callable, list[str]]:
+    """The checkout's ``train_and_validate`` with README.md's loss change made to its source: the
+    lines from :data:`LOSS_FIRST_LINE` to :data:`LOSS_LAST_LINE` become :data:`KMAS_LOSS_LINE`
+    (``tasks.negative_sampling`` is the drop-in once ``install`` patched it). Returns the patched
+    function and the lines it replaced. ``link_prediction_loss`` (tests) stands in for the package's."""
+    import inspect
+
+    import kmas_kernels.loss
+
+    lines = inspect.getsource(kgfm.script.train_and_validate).splitlines()
+    stripped = [line.strip() for line in lines]
+    if stripped.count(LOSS_FIRST_LINE) != 1:
+        raise ValueError(f"{kgfm.name}'s train_and_validate does not compute ULTRA's loss as expected ({LOSS_FIRST_LINE!r})")
+    first = stripped.index(LOSS_FIRST_LINE)
+    last = stripped.index(LOSS_LAST_LINE, first)
+    indent = lines[first][:len(lines[first]) - len(lines[first].lstrip())]
+    source = "\n".join(lines[:first] + [indent + KMAS_LOSS_LINE] + lines[last + 1:])
+    loss_module = types.SimpleNamespace(link_prediction_loss=link_prediction_loss or kmas_kernels.loss.link_prediction_loss)
+    namespace = {**vars(kgfm.script), "kmas_kernels": types.SimpleNamespace(loss=loss_module)}
+    exec(compile(source, f"<{kgfm.name} train_and_validate, KMAS loss>", "exec"), namespace)
+    return namespace["train_and_validate"], lines[first:last + 1]
+
+
+def run_training(kgfm: KGFMSetup, steps: int, batch_size: int, num_negative: int, workdir: str | Path,
+                 train_and_validate: Callable | None = None) -> None:
+    """The checkout's own ``train_and_validate`` (or the given variant of it, e.g. from
+    :func:`with_kmas_loss`) for ``steps`` batches (its checkpoint goes to ``workdir``)."""
     cfg = train_config(steps, batch_size, num_negative)
     logger = logging.getLogger(f"kmas.kgfm.{kgfm.name}")
     train_data = kgfm.train_data
@@ -275,5 +308,5 @@ def run_training(kgfm: KGFMSetup, steps: int, batch_size: int, num_negative: int
         train_data.target_edge_index = train_data.target_edge_index[:, :steps * batch_size]
         train_data.target_edge_type = train_data.target_edge_type[:steps * batch_size]
     with enter(kgfm), _cwd(Path(workdir)):
-        kgfm.script.train_and_validate(cfg, kgfm.model, train_data, kgfm.valid_data, device=torch.device("cpu"),
+        (train_and_validate or kgfm.script.train_and_validate)(cfg, kgfm.model, train_data, kgfm.valid_data, device=torch.device("cpu"),
                                        logger=logger, filtered_data=None, batch_per_epoch=steps)
