@@ -145,7 +145,15 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["train"])
     parser.add_argument("--rspmm", action="store_true", help="also compile the message-passing kernels")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results (rewritten after every compile)")
+    parser.add_argument("--try-config", default=[], nargs="+", metavar="K_PAD:BLOCK_N:WARPS",
+                        help="compile K_PAD with another (BLOCK_N, num_warps) than LAUNCH_CONFIGS (to choose a config)")
     args = parser.parse_args(argv)
+    for item in args.try_config:
+        try:
+            k_pad, block_n, warps = (int(x) for x in item.split(":"))
+        except ValueError:
+            parser.error(f"--try-config takes K_PAD:BLOCK_N:WARPS, got {item!r}")
+        LAUNCH_CONFIGS[k_pad] = (block_n, warps)  # this process only
     bad_k = [k for k in args.k_pads if k not in LAUNCH_CONFIGS]
     if bad_k:
         parser.error(f"--k-pads must be among {sorted(LAUNCH_CONFIGS)}, got {bad_k}")
