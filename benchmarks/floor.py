@@ -39,11 +39,18 @@ if triton is not None:
 
     @triton.jit
     def _arithmetic_kernel(out_ptr, seed, num_entities, BLOCK: tl.constexpr):
-        """Per (row, entity): Philox draw, Gumbel mapping, log P, a running max. Nothing else."""
+        """Per (row, entity): Philox draw, Gumbel mapping, log P, a running max. Nothing else.
+
+        Grid (rows, splits): program (row, s) walks the s-th contiguous range of entities and
+        writes its max to out[row * splits + s], so a grid that fills the GPU measures its rate."""
         row = tl.program_id(0)
+        split = tl.program_id(1)
+        splits = tl.num_programs(1)
+        chunk = (num_entities + splits - 1) // splits
+        stop = tl.minimum((split + 1) * chunk, num_entities)
         best = tl.full((BLOCK,), float("-inf"), tl.float32)
-        start = 0
-        while start < num_entities:
+        start = split * chunk
+        while start < stop:
             ent = (start + tl.arange(0, BLOCK)).to(tl.int64)
             x = tl.randint(seed, (row.to(tl.int64) << 32) | ent)
             v = tl.minimum(((x.to(tl.int64) & 0xFFFFFFFF).to(tl.float32) + 1.0) * 2.3283064365386963e-10, 0.99999994)
@@ -51,9 +58,9 @@ if triton is not None:
             expo = tl.where(u == 1.0, v, v * tl.math.div_rn(tl.log(u), tl.where(u == 1.0, -1.0, u - 1.0)))
             p = (ent + 1).to(tl.float32)  # a stand-in P: one log like the real key
             key = tl.log(p) - tl.log(expo)
-            best = tl.maximum(best, tl.where(ent < num_entities, key, float("-inf")))
+            best = tl.maximum(best, tl.where(ent < stop, key, float("-inf")))
             start += BLOCK
-        tl.store(out_ptr + row, tl.max(best, axis=0))
+        tl.store(out_ptr + row * splits + split, tl.max(best, axis=0))
 
 
 def _timed(fn, sync, repeats: int) -> float:
@@ -74,11 +81,22 @@ def copy_bandwidth(device: str, nbytes: int = 1 << 30, repeats: int = 5) -> floa
     return 2 * nbytes / _timed(lambda: dst.copy_(src), sync, repeats)
 
 
-def arithmetic_rate(device: str, rows: int = 64, entities: int = 1 << 20, repeats: int = 5) -> float:
-    """(row, candidate) pairs per second of the draw + Gumbel + log P arithmetic alone."""
-    out = torch.empty(rows, dtype=torch.float32, device=device)
+def fill_splits(device: str, rows: int, programs_per_sm: int = 8) -> int:
+    """Programs per row so that rows * splits >= programs_per_sm * SMs (1 off CUDA): a floor
+    measured on a half-empty GPU (64 programs on 132 SMs) would be too lenient."""
+    if device != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return max(1, -(-programs_per_sm * sms // rows))
+
+
+def arithmetic_rate(device: str, rows: int = 64, entities: int = 1 << 22, repeats: int = 5, splits: int | None = None) -> float:
+    """(row, candidate) pairs per second of the draw + Gumbel + log P arithmetic alone, on a grid
+    of rows x splits programs that fills the GPU (``fill_splits``)."""
+    splits = fill_splits(device, rows) if splits is None else splits
+    out = torch.empty(rows * splits, dtype=torch.float32, device=device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    seconds = _timed(lambda: _arithmetic_kernel[(rows,)](out, 12345, entities, BLOCK=1024), sync, repeats)
+    seconds = _timed(lambda: _arithmetic_kernel[(rows, splits)](out, 12345, entities, BLOCK=1024), sync, repeats)
     return rows * entities / seconds
 
 
@@ -102,6 +120,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--negatives", type=int, default=512)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--rates-only", action="store_true",
+                        help="measure bandwidth and arithmetic rate only (no graphs, no sampler runs); gpu_check uses this "
+                             "and derives the floors next to its own kernel timings")
     args = parser.parse_args()
     from kmas_bench.graphs import load_graph
     from kmas_bench.measure import machine_info
@@ -113,6 +134,12 @@ def main() -> None:
     rate = arithmetic_rate(args.device)
     out = args.out or HERE / "results" / f"floor_{args.device}.json"
     rows = []
+    if args.rates_only:
+        grid = [64, fill_splits(args.device, 64)]
+        atomic_write_json({"machine": machine_info(args.device), "copy_bandwidth_bytes_per_s": bandwidth,
+                           "arithmetic_pairs_per_s": rate, "arithmetic_grid": grid}, out, default=str)
+        print(f"bandwidth {bandwidth / 1e9:.1f} GB/s, arithmetic {rate / 1e9:.2f} G pairs/s on grid {grid}; wrote {out}")
+        return
 
     def write() -> None:  # after every size, atomically: a run cut short keeps what it measured
         result = {"machine": machine_info(args.device), "copy_bandwidth_bytes_per_s": bandwidth,

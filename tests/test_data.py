@@ -255,3 +255,66 @@ def test_synthetic_split():
 def test_synthetic_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         synthetic_typed_kg(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# vectorised split (RangeVocab) and the on-device builder
+
+
+# Recorded with the per-entity dict version of split() (before RangeVocab): the graph and its split
+# must stay integer-identical for the same seed.
+@pytest.mark.parametrize("args, seed, skew, expected", [
+    ((50, 4, 3, 300), 0, 1.0, "c50dc2ce4b19622d"),
+    ((1000, 10, 4, 5000), 1, 1.0, "13a892148ea0d441"),
+    ((2000, 10, 5, None), 3, 0.0, "cd242274303eac38"),
+])
+def test_synthetic_output_is_unchanged(args, seed, skew, expected):
+    import hashlib
+
+    kg = synthetic_typed_kg(*args, seed=seed, popularity_skew=skew)
+    ds = kg.split(seed=seed)
+    h = hashlib.sha256()
+    for t in (kg.triples, kg.entity_type, kg.relation_domain, kg.relation_range, ds.train, ds.valid, ds.test):
+        h.update(t.numpy().tobytes())
+    h.update(repr(sorted(dict(ds.entity_vocab).items())).encode())
+    h.update(repr(sorted(dict(ds.relation_vocab).items())).encode())
+    assert h.hexdigest()[:16] == expected
+
+
+def test_range_vocab_is_the_identity_dict():
+    from kmas_kernels.data import RangeVocab
+
+    vocab = RangeVocab(12)
+    expected = {str(i): i for i in range(12)}
+    assert vocab == expected and expected == vocab and dict(vocab) == expected
+    assert len(vocab) == 12 and list(vocab) == list(expected) and "11" in vocab
+    for missing in ("12", "-1", "07", "+7", "1.0", " 1", "٣", 3, None):
+        assert missing not in vocab
+        with pytest.raises(KeyError):
+            vocab[missing]
+    assert vocab == RangeVocab(12) and vocab != RangeVocab(11)
+    with pytest.raises(ValueError, match="n must be"):
+        RangeVocab(-1)
+
+
+def test_split_of_a_large_graph_builds_no_per_entity_dict():
+    kg = synthetic_typed_kg(200_000, 5, 3, num_edges=20_000, seed=0)
+    ds = kg.split(seed=0)
+    assert ds.num_entities == 200_000 and ds.entity_vocab["199999"] == 199_999
+    assert type(ds.entity_vocab).__name__ == "RangeVocab"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_synthetic_on_the_gpu():
+    kg = synthetic_typed_kg(5000, 10, 4, num_edges=20_000, seed=2, device="cuda")
+    assert kg.triples.is_cuda and kg.entity_type.is_cuda
+    _check_synthetic(SyntheticKG(kg.triples.cpu(), kg.entity_type.cpu(), kg.relation_domain.cpu(), kg.relation_range.cpu(),
+                                 kg.num_entities, kg.num_relations, kg.num_types))
+    ds = kg.split(seed=0)
+    assert ds.train.is_cuda
+
+
+def test_synthetic_device_argument_on_cpu_is_the_default():
+    a = synthetic_typed_kg(300, 4, 3, num_edges=1000, seed=5)
+    b = synthetic_typed_kg(300, 4, 3, num_edges=1000, seed=5, device="cpu")
+    assert torch.equal(a.triples, b.triples) and torch.equal(a.entity_type, b.entity_type)

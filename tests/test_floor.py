@@ -34,3 +34,20 @@ def test_floors_formula():
     assert f["index_bytes"] == 8 * 6 + 4 * index.ent_rels.numel() + 4 * 4 * 4
     assert f["bytes_floor_s"] == pytest.approx(f["index_bytes"] / 1e9)
     assert f["arithmetic_floor_s"] == pytest.approx(4 * 4 / 1e6)
+
+
+def test_arithmetic_kernel_split_grid_covers_every_entity():
+    """A (rows, splits) grid, as arithmetic_rate launches to fill the GPU: the splits' maxima
+    together are the row's maximum over all entities."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs TRITON_INTERPRET=1 to run Triton on the CPU")
+    floor = pytest.importorskip("floor")
+    from kmas_kernels.core.philox import gumbel_noise
+
+    out = torch.empty(3 * 4, dtype=torch.float32)
+    floor._arithmetic_kernel[(3, 4)](out, 7, 201, BLOCK=32)
+    entities = torch.arange(201)
+    expected = (torch.log((entities + 1).float())[None] + gumbel_noise(7, torch.arange(3)[:, None], entities[None]))
+    chunks = expected.split(51, dim=1)  # ceil(201 / 4) = 51 entities per split
+    torch.testing.assert_close(out.view(3, 4), torch.stack([c.amax(1) for c in chunks], 1), rtol=1e-5, atol=1e-5)
+    assert floor.fill_splits("cpu", 64) == 1

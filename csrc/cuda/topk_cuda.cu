@@ -192,17 +192,19 @@ write_ids_kernel(const int64_t* keys, int64_t lists, int64_t k, int64_t* out) {
     }
 }
 
-struct DeviceGuard {
-    int previous = -1;
-    explicit DeviceGuard(int device) {
-        check(cudaGetDevice(&previous), "cudaGetDevice");
-        if (previous != device) check(cudaSetDevice(device), "cudaSetDevice");
-    }
-    ~DeviceGuard() {
-        int now = -1;
-        if (cudaGetDevice(&now) == cudaSuccess && now != previous) cudaSetDevice(previous);
-    }
-};
+// The launches below go to the calling thread's current device. Switching devices here and back
+// would be wrong twice: cudaGetDevice reports device 0 when no context is current, and "restoring"
+// it with cudaSetDevice(0) creates a context on device 0 (memory on a GPU this process may not
+// own). The caller (kmas_kernels/backends/native.py) enters torch.cuda.device(tensor.device)
+// first; a mismatch is a bug, reported, never patched up.
+void require_current_device(int device) {
+    int current = -1;
+    check(cudaGetDevice(&current), "cudaGetDevice");
+    if (current != device)
+        throw std::invalid_argument("kmas cuda: device: the tensors are on cuda:" + std::to_string(device) +
+                                    " but the current CUDA device is cuda:" + std::to_string(current) +
+                                    " (launch inside torch.cuda.device(tensor.device))");
+}
 
 }  // namespace
 
@@ -216,13 +218,13 @@ int device_count() {
 }
 
 size_t scratch_bytes(int device, int64_t batch, int64_t num_entities, int64_t k) {
-    DeviceGuard guard(device);
+    // attributes of `device` only: no context, no switch
     return make_plan(device, batch, num_entities, k).total;
 }
 
 void top_k(const Problem& p, int64_t* out, void* scratch, size_t scratch_size, int device, uintptr_t stream_handle) {
     if (p.batch <= 0) return;
-    DeviceGuard guard(device);
+    require_current_device(device);
     const Plan pl = make_plan(device, p.batch, p.num_entities, p.k);
     if (scratch_size < pl.total) throw std::invalid_argument("kmas cuda: scratch buffer too small");
     cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);

@@ -81,7 +81,12 @@ _GUMBEL_BOUND = GUMBEL_MAX + 1e-3
 # Packed key of an empty buffer slot: below every real key (int64 min).
 _EMPTY_KEY = -(1 << 63)
 _MAX_SPLITS = 64
+# Default programs per SM on CUDA (splits = ceil(_BLOCKS_PER_SM * SMs / B)); gpu_check sweeps the
+# splits at N = 10^7 to measure whether more fill the GPU better.
+_BLOCKS_PER_SM = 2
 _INTERPRET_BLOCK_N = 128
+# The kernel's int arguments whose values change between launches (see the kernel).
+_VARYING_INTS = ("num_entities", "num_relations", "chunk", "seed")
 
 
 def _interpreting() -> bool:
@@ -125,7 +130,11 @@ if triton is not None:
         usable = (thr != -9223372036854775808) & (value < 80.0)
         return tl.where(usable, tl.exp(-tl.where(usable, value, 0.0)) * 1.001, float("inf"))
 
-    @triton.jit
+    # Ints that vary between calls (sizes, the per-step seed) are typed int64 and not specialised:
+    # Triton would otherwise compile a new variant when one equals 1, is divisible by 16 or fits
+    # in int32, i.e. at random training steps (1 seed in 16 is divisible by 16). The string
+    # annotations resolve under `from __future__ import annotations` (Triton 3.6 and newer).
+    @triton.jit(do_not_specialize=_VARYING_INTS)
     def _hard_negative_topk_kernel(
         scaled_ptr,  # (B, R) fp32: w[b, r] / |Tails(r)|
         ent_ptr_ptr,  # (N + 1,) int64
@@ -136,10 +145,10 @@ if triton is not None:
         positive_ptr,  # (B,) int64, -1 = none
         thr_ptr,  # (B,) int64: best known lower bound on each row's K_PAD-th packed key
         out_ptr,  # (B, SPLITS, K_PAD) int64: each program's buffer, ascending
-        num_entities,
-        num_relations,
-        chunk,  # entities per split
-        seed,
+        num_entities: tl.int64,
+        num_relations: tl.int64,
+        chunk: tl.int64,  # entities per split
+        seed: tl.int64,
         temperature_gumbel,
         gumbel_bound,  # temperature_gumbel * (GUMBEL_MAX + margin), host-computed in fp32
         USE_NOISE: tl.constexpr,
@@ -262,7 +271,7 @@ if triton is not None:
 # configs a GPU ever compiles; warm_up() compiles them ahead of time.
 LAUNCH_CONFIGS: dict[int, tuple[int, int]] = {
     2: (256, 4),
-    4: (256, 4),
+    4: (256, 8),  # (256, 4) spills 8 bytes on sm_90a with Triton 3.6 (benchmarks/triton_offline.py)
     8: (256, 4),
     16: (256, 4),
     32: (256, 4),
@@ -295,10 +304,17 @@ def check_k(k: int) -> None:
         )
 
 
-def _plan(problem: MiningProblem, device: torch.device, splits: int | None, block_n: int | None) -> tuple[int, int, int, int]:
-    """(splits, chunk, BLOCK_N, num_warps) of one launch; ``splits``/``block_n`` override."""
+def _plan(problem: MiningProblem, device: torch.device, splits: int | None, block_n: int | None,
+          sms: int | None = None) -> tuple[int, int, int, int]:
+    """(splits, chunk, BLOCK_N, num_warps) of one launch; ``splits``/``block_n`` override.
+
+    ``sms`` (multiprocessors) plans as for a GPU with that many SMs whatever ``device`` is (offline
+    tools bind CUDA launches on CPU tensors); None: the device's own count on CUDA, else 1 split.
+    """
     n, batch, k_pad = problem.index.num_entities, problem.batch_size, k_pad_of(problem.num_negatives)
-    if device.type == "cuda":
+    if sms is None and device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if sms is not None:
         default_block, warps = LAUNCH_CONFIGS[k_pad]
     else:
         default_block, warps = max(_INTERPRET_BLOCK_N, k_pad), 4
@@ -307,9 +323,8 @@ def _plan(problem: MiningProblem, device: torch.device, splits: int | None, bloc
     elif not (isinstance(block_n, int) and block_n >= k_pad and block_n & (block_n - 1) == 0):
         raise ValueError(f"_block_n must be a power of two >= K_PAD = {k_pad}, got {block_n!r}")
     if splits is None:
-        if device.type == "cuda":
-            sms = torch.cuda.get_device_properties(device).multi_processor_count
-            splits = max(1, min(_MAX_SPLITS, -(-2 * sms // max(batch, 1)), -(-n // max(1024, k_pad))))
+        if sms is not None:
+            splits = max(1, min(_MAX_SPLITS, -(-_BLOCKS_PER_SM * sms // max(batch, 1)), -(-n // max(1024, k_pad))))
         else:
             splits = 1
     elif not (isinstance(splits, int) and 1 <= splits <= _MAX_SPLITS):
@@ -318,44 +333,23 @@ def _plan(problem: MiningProblem, device: torch.device, splits: int | None, bloc
     return -(-n // chunk), chunk, block_n, warps
 
 
-def warm_up(device: torch.device | str = "cuda", k_values=None) -> None:
-    """Compile the kernel for every K_PAD of ``k_values`` (default: all) on ``device`` ahead of
-    a training run, so that no compilation happens inside it (each config compiles once per
-    process; Triton's cache keeps it across processes)."""
-    from ..core.index import KGIndex
-    from ..core.problem import prepare_problem
+def launch_arguments(problem: MiningProblem, *, splits: int | None = None, block_n: int | None = None,
+                     sms: int | None = None) -> tuple[tuple[int, int], tuple, dict]:
+    """(grid, args, meta) of the kernel launch for ``problem``: exactly what :func:`triton_top_k`
+    passes, so offline tools (tests/test_triton_specialization.py, benchmarks/triton_offline.py)
+    can bind the same arguments to Triton's specialisation machinery. ``sms``: see :func:`_plan`.
 
-    device = torch.device(device)
-    index = KGIndex.from_triples(torch.tensor([[0, 0, 1], [1, 0, 2], [2, 0, 3]]), num_entities=2 * MAX_K + 2, num_relations=1).to(device)
-    pads = sorted({k_pad_of(k) for k in (k_values if k_values is not None else LAUNCH_CONFIGS)})
-    for k_pad in pads:
-        for tg in (0.0, 1.0, 0.5):  # USE_NOISE / DRAW_TEST specialisations
-            problem = prepare_problem(index, [0], [0], num_negatives=min(k_pad, MAX_K), seed=0, temperature_gumbel=tg)
-            triton_top_k(problem)
-
-
-def triton_top_k(problem: MiningProblem, *, _splits: int | None = None, _block_n: int | None = None) -> torch.Tensor:
-    """(B, k) int64 ids of the largest keys per row, descending, -1 past the row's support.
-
-    ``_splits`` (programs per row, 1..64) and ``_block_n`` (entities per tile, a power of two
-    >= K_PAD) are private overrides for tests: they change the work split, never the result.
+    args[7] is the (B,) threshold and args[8] the (B, SPLITS, K_PAD) key buffer, both fresh.
     """
     device = problem.index.device
-    k = problem.num_negatives
-    check_k(k)
-    reason = triton_available(device)
-    if reason is not None:
-        raise ValueError(f"backend='triton' is not available for {device} tensors: {reason}")
     index = problem.index
     batch, n, r = problem.batch_size, index.num_entities, index.num_relations
-    k_pad = k_pad_of(k)
+    k_pad = k_pad_of(problem.num_negatives)
     scaled = problem.scaled_weights().to(torch.float32).contiguous()  # (B, R): w[b, r] / |Tails(r)|
     t = float(problem.temperature_gumbel)
-    use_noise = t > 0
     # t * (GUMBEL_MAX + margin) in fp32, rounded up so it bounds t * G after fp32 rounding
     gumbel_bound = float(torch.tensor(t, dtype=torch.float32) * torch.tensor(_GUMBEL_BOUND, dtype=torch.float32)) * (1 + 1e-6)
-    splits, chunk, block_n, warps = _plan(problem, device, _splits, _block_n)
-
+    splits, chunk, block_n, warps = _plan(problem, device, splits, block_n, sms)
     thr = torch.full((batch,), _EMPTY_KEY, dtype=torch.int64, device=device)
     keys = torch.empty((batch, splits, k_pad), dtype=torch.int64, device=device)
     args = (
@@ -375,16 +369,61 @@ def triton_top_k(problem: MiningProblem, *, _splits: int | None = None, _block_n
         t,
         gumbel_bound,
     )
-    grid = (batch, splits)
+    meta = dict(USE_NOISE=t > 0, DRAW_TEST=t == 1.0, K_PAD=k_pad, BLOCK_N=block_n, num_warps=warps, enable_fp_fusion=False)
+    return (batch, splits), args, meta
+
+
+def warm_up(device: torch.device | str = "cuda", k_values=None, temperatures_gumbel=(1.0,)) -> None:
+    """Compile, on ``device``, the kernel variants a training run launches, before it starts.
+
+    One launch per K_PAD of ``k_values`` (default: every K_PAD) and noise mode of
+    ``temperatures_gumbel`` (default 1.0, the training default; 0 and other values are other
+    variants). The seed is a per-step seed (``mix_seed``) and the sizes are typed int64 in the
+    kernel, so these are the very variants every later step reuses, whatever its seed, B or N
+    (tests/test_triton_specialization.py). Each compiles once per process; Triton's cache keeps it
+    across processes.
+    """
+    for problem in warm_up_problems(device, k_values, temperatures_gumbel):
+        triton_top_k(problem)
+
+
+def warm_up_problems(device: torch.device | str = "cuda", k_values=None, temperatures_gumbel=(1.0,)) -> list[MiningProblem]:
+    """The toy problems :func:`warm_up` launches (one per K_PAD and noise mode): one row on a
+    (2 MAX_K + 2)-entity graph, a per-step seed ``mix_seed(0, 0)``."""
+    from ..core.index import KGIndex
+    from ..core.philox import mix_seed
+    from ..core.problem import prepare_problem
+
+    device = torch.device(device)
+    index = KGIndex.from_triples(torch.tensor([[0, 0, 1], [1, 0, 2], [2, 0, 3]]), num_entities=2 * MAX_K + 2, num_relations=1).to(device)
+    pads = sorted({k_pad_of(k) for k in (k_values if k_values is not None else LAUNCH_CONFIGS)})
+    return [prepare_problem(index, [0], [0], num_negatives=min(k_pad, MAX_K), seed=mix_seed(0, 0), temperature_gumbel=tg)
+            for k_pad in pads for tg in temperatures_gumbel]
+
+
+def triton_top_k(problem: MiningProblem, *, _splits: int | None = None, _block_n: int | None = None) -> torch.Tensor:
+    """(B, k) int64 ids of the largest keys per row, descending, -1 past the row's support.
+
+    ``_splits`` (programs per row, 1..64) and ``_block_n`` (entities per tile, a power of two
+    >= K_PAD) are private overrides for tests: they change the work split, never the result.
+    """
+    device = problem.index.device
+    k = problem.num_negatives
+    check_k(k)
+    reason = triton_available(device)
+    if reason is not None:
+        raise ValueError(f"backend='triton' is not available for {device} tensors: {reason}")
+    grid, args, meta = launch_arguments(problem, splits=_splits, block_n=_block_n)
+    keys = args[8]
+    batch, splits = grid
     if batch:
-        meta = dict(USE_NOISE=use_noise, DRAW_TEST=t == 1.0, K_PAD=k_pad, BLOCK_N=block_n, num_warps=warps, enable_fp_fusion=False)
         if device.type == "cuda":
-            with torch.cuda.device(device):
+            with torch.cuda.device(device):  # Triton launches on the current device
                 _hard_negative_topk_kernel[grid](*args, **meta)
         else:
             _hard_negative_topk_kernel[grid](*args, **meta)
 
     # merge the row's buffers: the k largest packed keys, descending (exact; ids are unique)
-    top = torch.topk(keys.view(batch, splits * k_pad), k, dim=1, largest=True, sorted=True).values
+    top = torch.topk(keys.view(batch, splits * meta["K_PAD"]), k, dim=1, largest=True, sorted=True).values
     ids = 4294967295 - (top & 0xFFFFFFFF)
     return torch.where(top == _EMPTY_KEY, torch.full_like(ids, -1), ids)

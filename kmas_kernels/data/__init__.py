@@ -1,6 +1,6 @@
 """Knowledge-graph data: triple-file loading and synthetic typed graphs."""
 
 from .synthetic import SyntheticKG, synthetic_typed_kg
-from .triples import KGDataset, load_kg_folder, read_triples
+from .triples import KGDataset, RangeVocab, load_kg_folder, read_triples
 
-__all__ = ["read_triples", "KGDataset", "load_kg_folder", "SyntheticKG", "synthetic_typed_kg"]
+__all__ = ["read_triples", "KGDataset", "RangeVocab", "load_kg_folder", "SyntheticKG", "synthetic_typed_kg"]

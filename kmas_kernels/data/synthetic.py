@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .triples import KGDataset
+from .triples import KGDataset, RangeVocab
 
 
 @dataclass
@@ -44,8 +44,10 @@ class SyntheticKG:
         """Random edge split into a KGDataset.
 
         valid/test get ``round(E * fraction)`` edges each, train the rest. The
-        vocab dicts map str(id) -> id over all entities/relations, so dataset
-        ids equal the ids used by ``entity_type`` etc.
+        vocabs map str(id) -> id over all entities/relations (``RangeVocab``: no
+        per-entity Python), so dataset ids equal the ids used by ``entity_type`` etc.
+        The permutation is drawn on the CPU (the same split for the same seed
+        wherever the graph lives); the splits stay on the triples' device.
         """
         for name, frac in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
             if not (isinstance(frac, (int, float)) and 0.0 <= frac < 1.0):
@@ -57,15 +59,15 @@ class SyntheticKG:
         seed = _check_int("seed", seed, minimum=None)
         gen = torch.Generator().manual_seed(seed)
         num_edges = self.triples.shape[0]
-        perm = torch.randperm(num_edges, generator=gen)
+        perm = torch.randperm(num_edges, generator=gen).to(self.triples.device)
         n_valid = round(num_edges * valid_fraction)
         n_test = round(num_edges * test_fraction)
         return KGDataset(
             train=self.triples[perm[n_valid + n_test :]],
             valid=self.triples[perm[:n_valid]],
             test=self.triples[perm[n_valid : n_valid + n_test]],
-            entity_vocab=dict(zip(map(str, range(self.num_entities)), range(self.num_entities))),
-            relation_vocab=dict(zip(map(str, range(self.num_relations)), range(self.num_relations))),
+            entity_vocab=RangeVocab(self.num_entities),
+            relation_vocab=RangeVocab(self.num_relations),
             name="synthetic",
         )
 
@@ -90,9 +92,9 @@ def _check_int(name: str, value, minimum: int | None = 1) -> int:
 
 
 def _zipf_probs(n: int, gen: torch.Generator, exponent: float = 1.0) -> torch.Tensor:
-    """Zipf-like probabilities over n items, in random rank order: (n,) float64."""
-    w = torch.arange(1, n + 1, dtype=torch.float64).pow(-exponent)
-    return (w / w.sum())[torch.randperm(n, generator=gen)]
+    """Zipf-like probabilities over n items, in random rank order: (n,) float64 on gen's device."""
+    w = torch.arange(1, n + 1, dtype=torch.float64, device=gen.device).pow(-exponent)
+    return (w / w.sum())[torch.randperm(n, generator=gen, device=gen.device)]
 
 
 def _sample_categorical(probs: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -102,7 +104,7 @@ def _sample_categorical(probs: torch.Tensor, n: int, gen: torch.Generator) -> to
     and is fast for 10^7 draws.
     """
     cdf = probs.cumsum(0)
-    u = torch.rand(n, generator=gen, dtype=torch.float64) * cdf[-1]
+    u = torch.rand(n, generator=gen, dtype=torch.float64, device=gen.device) * cdf[-1]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.numel() - 1)
 
 
@@ -132,7 +134,7 @@ def _sample_members(
     otherwise a power law favouring the first (randomly chosen) entities.
     """
     size = sizes[types]
-    u = torch.rand(types.shape[0], generator=gen, dtype=torch.float64)
+    u = torch.rand(types.shape[0], generator=gen, dtype=torch.float64, device=gen.device)
     if skew:
         u = u.pow_(1.0 + skew)
     pos = torch.minimum((u * size).long(), size - 1)  # guard float rounding up to size
@@ -147,6 +149,7 @@ def synthetic_typed_kg(
     seed: int = 0,
     *,
     popularity_skew: float = 1.0,
+    device: torch.device | str | None = None,
 ) -> SyntheticKG:
     """Sample a random typed KG.
 
@@ -170,6 +173,10 @@ def synthetic_typed_kg(
         num_edges: number of sampled edges before dedup, >= R; default 10 * N.
         seed: seed of the torch.Generator; the result is deterministic in it.
         popularity_skew: >= 0, degree skew inside a type.
+        device: where to build (default CPU). On a GPU the same construction runs
+            on a generator of that device: a graph of the same law, built in a
+            fraction of the time, but not the CPU graph of the same seed
+            (each device has its own random stream). For GPU benchmarks.
 
     Returns:
         SyntheticKG with triples (E, 3) sorted by (head, relation, tail).
@@ -193,21 +200,22 @@ def synthetic_typed_kg(
     if num_entities * num_entities * num_relations >= 2**63:
         raise ValueError("num_entities**2 * num_relations must be < 2**63 (int64 triple key)")
 
-    gen = torch.Generator().manual_seed(seed)
+    device = torch.device("cpu" if device is None else device)
+    gen = torch.Generator(device=device).manual_seed(seed)
 
     # Entities: members[i] has type sorted_types[i]; members is a random
     # permutation, so types are scattered over ids and groups are shuffled.
     sizes = _type_sizes(num_entities, num_types, gen)
     offsets = sizes.cumsum(0) - sizes
-    members = torch.randperm(num_entities, generator=gen)
-    entity_type = torch.empty(num_entities, dtype=torch.long)
-    entity_type[members] = torch.repeat_interleave(torch.arange(num_types), sizes)
+    members = torch.randperm(num_entities, generator=gen, device=device)
+    entity_type = torch.empty(num_entities, dtype=torch.long, device=device)
+    entity_type[members] = torch.repeat_interleave(torch.arange(num_types, device=device), sizes)
 
     # Relations: typed signature and skewed frequency.
-    relation_domain = torch.randint(num_types, (num_relations,), generator=gen)
-    relation_range = torch.randint(num_types, (num_relations,), generator=gen)
+    relation_domain = torch.randint(num_types, (num_relations,), generator=gen, device=device)
+    relation_range = torch.randint(num_types, (num_relations,), generator=gen, device=device)
     rel = torch.cat([
-        torch.arange(num_relations),
+        torch.arange(num_relations, device=device),
         _sample_categorical(_zipf_probs(num_relations, gen), num_edges - num_relations, gen),
     ])
 

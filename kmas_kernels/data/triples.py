@@ -16,7 +16,7 @@ import itertools
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Mapping, Union
 
 import numpy as np
 import torch
@@ -108,6 +108,44 @@ def _check_vocab(vocab: dict[str, int], what: str) -> dict[str, int]:
     return vocab
 
 
+class RangeVocab(Mapping[str, int]):
+    """The vocab ``{str(i): i for i in range(n)}`` without building it: O(1) memory and time.
+
+    A dict of 10^7 string keys takes seconds and gigabytes to build; graphs whose ids already are
+    0..n-1 (the synthetic KG) use this instead. It compares equal to the dict it stands for, and
+    ``dict(vocab)`` builds that dict when a caller really needs one.
+    """
+
+    def __init__(self, n: int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        self._n = n
+
+    def __getitem__(self, key: str) -> int:
+        # only the canonical decimal spelling is a key ("007" and "+7" are not, as in the dict)
+        if isinstance(key, str) and key.isdigit() and key.isascii() and (key == "0" or key[0] != "0"):
+            value = int(key)
+            if value < self._n:
+                return value
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return map(str, range(self._n))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return f"RangeVocab({self._n})"
+
+
 @dataclass
 class KGDataset:
     """A knowledge graph with a train/valid/test edge split.
@@ -124,8 +162,8 @@ class KGDataset:
     train: torch.Tensor = field(repr=False)
     valid: torch.Tensor = field(repr=False)
     test: torch.Tensor = field(repr=False)
-    entity_vocab: dict[str, int] = field(repr=False)
-    relation_vocab: dict[str, int] = field(repr=False)
+    entity_vocab: Mapping[str, int] = field(repr=False)  # a dict, or a RangeVocab
+    relation_vocab: Mapping[str, int] = field(repr=False)
     name: str = ""
 
     def __post_init__(self) -> None:

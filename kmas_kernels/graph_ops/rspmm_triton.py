@@ -18,6 +18,7 @@ their dtype. No ``tl.dot`` (broken for bf16 in the interpreter) and no libdevice
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -51,9 +52,15 @@ def triton_rspmm_available(device: torch.device | str) -> str | None:
     return f"Triton does not run on {device.type} tensors"
 
 
+# Sizes that vary between calls (batch, graph sizes) are typed int64 and not specialised, so one
+# variant serves every graph and batch (Triton would otherwise recompile when one equals 1, is
+# divisible by 16 or fits int32). ``dim`` stays specialised: fixed per model, and its
+# divisibility lets the d-vector loads vectorise.
+_VARYING_SIZES = ("batch", "num_out", "num_in", "num_rel")
+
 if triton is not None:
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_VARYING_SIZES)
     def _gather_kernel(
         ptr_ptr,  # (N_out + 1,) int64 CSR pointers
         col_ptr,  # (E,) int32 node read by each edge
@@ -62,7 +69,7 @@ if triton is not None:
         rel_ptr,  # (R, D) shared, or (B, R, D)
         boundary_ptr,  # (B, N_out, D), read when HAS_BOUNDARY
         out_ptr,  # (B, N_out, D)
-        batch, num_out, num_in, num_rel, dim,
+        batch: tl.int64, num_out: tl.int64, num_in: tl.int64, num_rel: tl.int64, dim,
         SHARED: tl.constexpr,
         HAS_BOUNDARY: tl.constexpr,
         F64: tl.constexpr,
@@ -100,7 +107,7 @@ if triton is not None:
             acc += xv * rv
         tl.store(out_ptr + out_offsets, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_VARYING_SIZES)
     def _chunk_partial_kernel(
         chunk_start_ptr,  # (C + 1,) int64
         dst_ptr,  # (E,) int32, relation-sorted
@@ -108,7 +115,7 @@ if triton is not None:
         grad_out_ptr,  # (B, N_out, D)
         x_ptr,  # (B, N_in, D)
         partial_ptr,  # (C, B, D) accumulation dtype
-        batch, num_out, num_in, dim,
+        batch: tl.int64, num_out: tl.int64, num_in: tl.int64, dim,
         F64: tl.constexpr,
         BLOCK_B: tl.constexpr,
         BLOCK_D: tl.constexpr,
@@ -133,12 +140,12 @@ if triton is not None:
             acc += g * xv
         tl.store(partial_ptr + chunk * batch * dim + rows[:, None] * dim + feats[None, :], acc, mask=mask)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_VARYING_SIZES)
     def _chunk_reduce_kernel(
         chunk_ptr_ptr,  # (R + 1,) int64
         partial_ptr,  # (C, B, D)
         grad_rel_ptr,  # (R, D) shared or (B, R, D)
-        batch, num_rel, dim,
+        batch: tl.int64, num_rel: tl.int64, dim,
         SHARED: tl.constexpr,
         F64: tl.constexpr,
         BLOCK_B: tl.constexpr,
@@ -178,6 +185,11 @@ def _blocks(batch: int, dim: int) -> tuple[int, int]:
     return block_b, block_d
 
 
+def _on_device(device: torch.device):
+    """Triton launches on the *current* CUDA device: make it the tensors' one (no-op on CPU)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _require(device: torch.device) -> None:
     reason = triton_rspmm_available(device)
     if reason is not None:
@@ -196,12 +208,13 @@ def triton_gather(ptr: torch.Tensor, col: torch.Tensor, typ: torch.Tensor, x: to
         return out
     block_b, block_d = _blocks(batch, dim)
     grid = (num_out, triton.cdiv(batch, block_b))
-    _gather_kernel[grid](
-        ptr, col, typ, x, rel, boundary if boundary is not None else out, out,
-        batch, num_out, num_in, num_rel, dim,
-        SHARED=shared, HAS_BOUNDARY=boundary is not None, F64=x.dtype == torch.float64,
-        BLOCK_B=block_b, BLOCK_D=block_d, num_warps=4,
-    )
+    with _on_device(x.device):
+        _gather_kernel[grid](
+            ptr, col, typ, x, rel, boundary if boundary is not None else out, out,
+            batch, num_out, num_in, num_rel, dim,
+            SHARED=shared, HAS_BOUNDARY=boundary is not None, F64=x.dtype == torch.float64,
+            BLOCK_B=block_b, BLOCK_D=block_d, num_warps=4,
+        )
     return out
 
 
@@ -218,14 +231,15 @@ def triton_relation_grad(csr, grad_out: torch.Tensor, x: torch.Tensor, shared: b
     f64 = x.dtype == torch.float64
     partial = torch.empty(max(chunks, 1), batch, dim, dtype=torch.float64 if f64 else torch.float32, device=x.device)
     block_b, block_d = _blocks(batch, dim)
-    if chunks and batch:
-        _chunk_partial_kernel[(chunks, triton.cdiv(batch, block_b))](
-            csr.chunk_start, csr.rel_dst, csr.rel_src, grad_out, x, partial,
-            batch, num_out, num_in, dim, F64=f64, BLOCK_B=block_b, BLOCK_D=block_d, num_warps=4,
-        )
     grid = (num_rel, 1 if shared else triton.cdiv(batch, block_b))
-    _chunk_reduce_kernel[grid](
-        csr.chunk_ptr, partial, grad_rel, batch, num_rel, dim,
-        SHARED=shared, F64=f64, BLOCK_B=block_b, BLOCK_D=block_d, num_warps=4,
-    )
+    with _on_device(x.device):
+        if chunks and batch:
+            _chunk_partial_kernel[(chunks, triton.cdiv(batch, block_b))](
+                csr.chunk_start, csr.rel_dst, csr.rel_src, grad_out, x, partial,
+                batch, num_out, num_in, dim, F64=f64, BLOCK_B=block_b, BLOCK_D=block_d, num_warps=4,
+            )
+        _chunk_reduce_kernel[grid](
+            csr.chunk_ptr, partial, grad_rel, batch, num_rel, dim,
+            SHARED=shared, F64=f64, BLOCK_B=block_b, BLOCK_D=block_d, num_warps=4,
+        )
     return grad_rel

@@ -98,6 +98,8 @@ def measure_step(mode: str, num_entities: int | None, batch: int, k: int, steps:
         "mining_seconds": median(mining),
         "step_seconds": median(step_times),
         "mining_share": sum(mining) / sum(step_times),
+        # per-step shares, then their median: one slow step (a compile, a GC) does not decide it
+        "mining_share_median": median([m / s for m, s in zip(mining, step_times)]),
         "mining_seconds_all": mining,
         "step_seconds_all": step_times,
         "mining_extra_peak_bytes": max(mining_peak),
