@@ -640,6 +640,7 @@ def main(args) -> int:
         "command": ["kmas-pretrain", *sys.argv[1:]],
         "machine": machine_info(args.device),
         "study": Path(study_path).name,
+        "study_file": str(Path(study_path).resolve()),  # the package's own copy unless --study
         "parameters": {"training_graphs": training, "validation_queries_per_graph": valid_queries,
                        "valid_every": args.valid_every, "configs": args.configs, "seeds": args.seeds, **budget},
         "runs": [{k: v for k, v in r.items() if k != "losses"} for r in results],
