@@ -44,8 +44,10 @@ def test_configs_parse_name_and_validate():
     assert schedule.warmup_steps == round(0.2 * BUDGET["steps"]) and schedule.max_ratio == 0.25
     every = pretrain.RunConfig(**pretrain.parse_config("kmas:T=0.1,top=all", **BUDGET))  # stage 1's former defaults
     assert every.top_relations == "all" and every.label == "kmas_T0.1_topall"
-    assert every.kmas_options() == {"temperature": 0.1, "top_relations": None}  # None: every relation
-    assert pretrain.RunConfig(**pretrain.parse_config("kmas", **BUDGET)).kmas_options() == {}  # the package defaults
+    # unset stage-3 factors (fallback, directions) name what stages 1-2 ran, not the later package defaults
+    baseline = {"fallback": "one_hot", "directions": "mixed"}
+    assert every.kmas_options() == {"temperature": 0.1, "top_relations": None, **baseline}  # None: every relation
+    assert pretrain.RunConfig(**pretrain.parse_config("kmas", **BUDGET)).kmas_options() == baseline  # else the package defaults
     with pytest.raises(ValueError, match="top must be an integer or all"):
         pretrain.parse_config("kmas:top=many")
     assert pretrain.RunConfig("strict", **BUDGET).name == "strict_seed0"
