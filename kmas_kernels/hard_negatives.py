@@ -50,7 +50,8 @@ def hard_negatives(
         relation_embeddings: Z, (R, d) shared or (B, R, d) per row: w = softmax(cos / temperature)
             over the ``top_relations`` relations most similar to r_b.
         relation_weights: w, (B, R) non-negative, used as given (instead of Z). A row that is all
-            zero has no mixture: every column of it is fill (uniform non-excluded entities).
+            zero has no mixture: every column of it is fill (uniform non-excluded entities);
+            that warns once per process (RuntimeWarning naming the number of such rows).
             With neither, w is one-hot on r_b: negatives from the query relation's own tail set.
         num_negatives: k.
         positive: (B,) true answers a_b, always excluded (optional).

@@ -20,6 +20,34 @@ COMMANDS = [
     ("kmas-bench", ["--negatives", "0"], "--negatives"),
     ("kmas-pretrain", ["run", "--steps", "0"], "--steps"),
 ]
+# python -m kmas_bench.screen (the study's fine-tuning screen): every option, on top of a valid command line
+SCREEN_BASE = ["--configs", "strict", "--train-dir", "{graph}", "--test-dir", "{graph}", "--checkpoint", "{file}", "--out", "{out}"]
+SCREEN = [
+    (["--configs", "hard"], "--configs"),
+    (["--configs", "kmas:temp=0.1"], "--configs"),
+    (["--configs", "strict:T=0.1"], "--configs"),
+    (["--configs", "kmas:T=0"], "--configs"),
+    (["--configs", "kmas:top=0"], "--configs"),
+    (["--configs", "kmas:max=1.5"], "--configs"),
+    (["--configs", "kmas:warm=0.5,peak=0.2"], "--configs"),
+    (["--configs", "kmas:loss=focal"], "--configs"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--steps", "0"], "--steps"),
+    (["--batch", "0"], "--batch"),
+    (["--negatives", "0"], "--negatives"),
+    (["--negatives", "100"], "--negatives"),  # 4 entities: checked once the graph is loaded
+    (["--lr", "0"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--train-dir", "{missing}"], "--train-dir"),
+    (["--test-dir", "{file}"], "--test-dir"),
+    (["--checkpoint", "{missing}"], "--checkpoint"),
+    (["--valid-queries", "-1"], "--valid-queries"),
+    (["--test-queries", "0"], "--test-queries"),
+    (["--threads", "0"], "--threads"),
+    (["--out", "{file}"], "--out"),
+    (["--name", "a/b"], "--name"),
+    (["--name", ""], "--name"),
+]
 MODULES = {"kmas-train": "from kmas_ultra.cli import train_main as main", "kmas-eval": "from kmas_ultra.cli import eval_main as main",
            "kmas-bench": "from kmas_bench.cli import main", "kmas-pretrain": "from kmas_bench.pretrain_cli import main"}
 
@@ -37,6 +65,27 @@ def test_bad_value_exits_2_with_one_line(tmp_path, program, argv, flag):
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and flag in errors[0] and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv,flag", SCREEN, ids=[" ".join(a) for a, _ in SCREEN])
+def test_screen_bad_value_exits_2_with_one_line(tmp_path, capsys, argv, flag):
+    """The same contract for python -m kmas_bench.screen, in-process (a subprocess per case costs
+    a torch import each; the exit status and stderr are what the command gives)."""
+    from kmas_bench.screen import main
+
+    (tmp_path / "a_file").write_text("x")
+    graph = tmp_path / "graph"  # 4 entities, 2 relations
+    graph.mkdir()
+    for part in ("train", "valid", "test"):
+        (graph / f"{part}.txt").write_text("a\tr\tb\nb\ts\tc\nc\tr\td\n")
+    values = dict(file=tmp_path / "a_file", graph=graph, missing=tmp_path / "missing", out=tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(**values) for a in SCREEN_BASE + argv])
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2, (exit_info.value.code, stderr[-2000:])
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and flag in errors[0] and errors[0].startswith("python -m kmas_bench.screen: error:"), stderr
+    assert not (tmp_path / "out").exists()  # nothing written before the check
 
 
 def test_cuda_without_cuda_says_so():

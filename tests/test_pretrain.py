@@ -193,3 +193,55 @@ def test_test_reuses_baseline_runs_from_another_name_and_pairs_by_seed(root, tmp
     with pytest.raises(SystemExit, match="another configuration"):
         main(["test", *[a if a != "3" else "4" for a in common], "--configs", "strict", "--name", "earlier",
               "--baseline", "earlier:strict"])
+
+
+def test_installed_console_script_finds_the_study_in_the_package(root, tmp_path):
+    """`kmas-pretrain run` as installed (the console script, in a subprocess whose working folder
+    is a temporary one, so the source tree cannot shadow the installed package) finds the study
+    design inside the installed kmas_bench (no --study), runs, and writes its results JSON.
+
+    Under CI's non-editable `pip install .` this proves the package data is in the install; under
+    an editable install (or PYTHONPATH on the source tree) the package *is* the source tree: the
+    test then says so (a warning) and still proves the lookup through importlib.resources."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    import warnings
+    from pathlib import Path
+
+    script = shutil.which("kmas-pretrain", path=os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]))
+    if script is None:
+        pytest.skip("the kmas-pretrain console script is not installed (pip install .)")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("KMAS_SHARED", "KMAS_SHARED_DATA")}
+    where = subprocess.run(
+        [sys.executable, "-c", "import json, kmas_bench, importlib.metadata as m\n"
+         "d = m.distribution('kmas_kernels')\n"
+         "url = json.loads(d.read_text('direct_url.json') or '{}')\n"
+         "print(json.dumps({'package': kmas_bench.__file__, 'editable': url.get('dir_info', {}).get('editable', False)}))"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert where.returncode == 0, where.stderr[-2000:]
+    installed = json.loads(where.stdout.strip().splitlines()[-1])
+    package = Path(installed["package"]).resolve().parent
+    repo = Path(__file__).resolve().parents[1]
+    # a source checkout (this one or another: python/kmas_bench beside pyproject.toml), not site-packages
+    # (CI's venv, .ci-venv/, lies inside the repository, so "under the repository" would not tell)
+    from_source_tree = package.parent.name == "python" and (package.parents[1] / "pyproject.toml").is_file()
+    argv = [script, "run", "--data-root", str(root), "--graphs", "g1", "g2", "--configs", "strict", "--steps", "2",
+            "--batch", "4", "--negatives", "6", "--dim", "8", "--layers", "2", "--valid-queries", "4", "--valid-every", "0",
+            "--save-every", "0", "--out", str(tmp_path / "out"), "--name", "installed", "--no-progress", "--threads", "1"]
+    result = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
+    written = json.loads((tmp_path / "out" / "installed.json").read_text())
+    assert written["study"] == "pretrain_study.json"
+    assert Path(written["study_file"]) == package / "study" / "pretrain_study.json"  # the imported package's own copy
+    assert [r["run"] for r in written["runs"]] == ["strict_seed0"] and sum(written["runs"][0]["graph_steps"]) == 2
+    if from_source_tree or installed["editable"]:
+        warnings.warn(f"kmas_bench is imported from a source tree ({package}; the installed kmas_kernels distribution "
+                      f"is {'editable' if installed['editable'] else 'not editable'}): this run proves the lookup "
+                      "through importlib.resources, not that a non-editable install ships the study file", UserWarning)
+    else:  # the installed copy (site-packages), not the repository's file
+        assert Path(written["study_file"]) != repo / "python" / "kmas_bench" / "study" / "pretrain_study.json"

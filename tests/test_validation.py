@@ -174,3 +174,45 @@ def test_zero_vector_of_another_relation_has_cosine_zero(setup):
     sim = cosine_to_query(z, r)
     assert (sim[r != other, other] == 0).all()
     call(index, q[r != other], r[r != other], a[r != other], relation_embeddings=z)  # accepted
+
+
+def test_all_zero_relation_weights_rows_warn_once_and_draw_the_same(setup, monkeypatch):
+    """An all-zero relation_weights row is not an error: it warns once (naming the argument and the
+    number of such rows), its columns are the fill (uniform, non-excluded, distinct), and the draws
+    are those of the same call without the warning."""
+    import warnings
+
+    from kmas_kernels.core import problem as problem_module
+
+    index, q, r, a = setup
+    w = torch.rand(4, index.num_relations, generator=torch.Generator().manual_seed(3))
+    w[1] = 0
+    w[3] = 0
+    monkeypatch.setattr(problem_module, "_ZERO_ROWS_WARNED", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = call(index, q, r, a, relation_weights=w, seed=7)
+        second = call(index, q, r, a, relation_weights=w, seed=7)
+        KMASSampler(index, 3, schedule=1.0, seed=0).sample(q, r, a, relation_weights=w)
+    zero_row_warnings = [c for c in caught if "all zero" in str(c.message)]
+    assert len(zero_row_warnings) == 1, [str(c.message) for c in caught]
+    message = str(zero_row_warnings[0].message)
+    assert zero_row_warnings[0].category is RuntimeWarning
+    assert "relation_weights" in message and "2 of 4 rows" in message
+    assert zero_row_warnings[0].filename == __file__  # points at the caller's line
+    assert torch.equal(first, second)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monkeypatch.setattr(problem_module, "_ZERO_ROWS_WARNED", False)
+        assert torch.equal(call(index, q, r, a, relation_weights=w, seed=7), first)
+    for row in (1, 3):  # fill only: distinct, never the positive nor a known answer (strict)
+        values = first[row]
+        assert values.unique().numel() == values.numel() and int(a[row]) not in values.tolist()
+        k = values.numel()
+        assert not index.is_known(q[row].expand(k), r[row].expand(k), values).any()
+    # rows with weight anywhere: no warning, however small the weights
+    monkeypatch.setattr(problem_module, "_ZERO_ROWS_WARNED", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        call(index, q, r, a, relation_weights=torch.full((4, index.num_relations), 1e-45))
+        call(index, q, r, a, relation_weights=w + 1e-3)

@@ -24,6 +24,33 @@ from .validation import (
 )
 
 
+_ZERO_ROWS_WARNED = False
+
+
+def warn_zero_weight_rows(rows: int, batch: int) -> bool:
+    """RuntimeWarning, once per process, that ``rows`` of ``batch`` relation_weights rows are all zero.
+
+    Such a row has no mixture, so all its columns are fill (uniform non-excluded entities):
+    legitimate when asked for, but far more often a weight mask that removed everything
+    (docs/semantics.md, "Relation weights"). The count comes from the validation's existing
+    read-back (no extra host sync), and the draws are the same with or without the warning.
+    """
+    global _ZERO_ROWS_WARNED
+    if _ZERO_ROWS_WARNED:
+        return False
+    _ZERO_ROWS_WARNED = True
+    import warnings
+
+    warnings.warn(
+        f"relation_weights: {rows} of {batch} rows are all zero; those rows have no mixture and get only "
+        "uniform (fill) negatives, not the one-hot default of a call without weights (warned once per process; check "
+        "relation_weights.sum(1) > 0 first where that matters)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return True
+
+
 @dataclass(frozen=True)
 class MiningProblem:
     """Inputs of one hard-negative call, all on ``index.device``.
@@ -165,6 +192,7 @@ def prepare_problem(
         checks.append((~torch.isfinite(source)).any().to(torch.int64))
     if relation_weights is not None:
         checks.append((relation_weights < 0).any().to(torch.int64))
+        checks.append((relation_weights == 0).all(dim=1).sum())  # rows without a mixture (warned once, below)
     if relation_embeddings is not None:  # the query relation's own vector must have a direction
         norms = torch.linalg.vector_norm(relation_embeddings.to(torch.float32), dim=-1)  # (R,) or (B, R)
         query_norms = norms[query_relation] if norms.dim() == 1 else norms[torch.arange(batch, device=device), query_relation]
@@ -183,6 +211,8 @@ def prepare_problem(
         raise ValueError(f"{name} holds NaN or inf")
     if relation_weights is not None and values[4]:
         raise ValueError("relation_weights must be non-negative")
+    if relation_weights is not None and values[5]:
+        warn_zero_weight_rows(int(values[5]), batch)
     if relation_embeddings is not None and values[-1]:
         raise ValueError(
             "relation_embeddings: the query relation's own embedding is all zeros (norm < 1e-12) in some row: "

@@ -164,6 +164,35 @@ def parse_config(spec: str, **budget) -> dict:
     return fields
 
 
+def config_spec(value: str) -> str:
+    """argparse type of ``--configs``: a spec that parses and names a valid configuration (sampler,
+    keys, choices and ranges: T > 0, top >= 1 or all, max / final / warm / peak in [0, 1],
+    warm <= peak), so that a bad entry ends the command at parse time, not hours into a run."""
+    import argparse
+    import math
+
+    try:
+        config = RunConfig(**parse_config(value))
+    except ValueError as error:
+        message = str(error).removeprefix(f"--configs {value!r}: ")  # argparse names the flag itself
+        raise argparse.ArgumentTypeError(f"{value!r}: {message}") from None
+    problems = []
+    if config.temperature is not None and not (math.isfinite(config.temperature) and config.temperature > 0):
+        problems.append(f"T must be a number > 0, got {config.temperature:g}")
+    if isinstance(config.top_relations, int) and config.top_relations < 1:
+        problems.append(f"top must be an integer >= 1 or all, got {config.top_relations}")
+    for key, name in (("max", "max_ratio"), ("final", "final_ratio"), ("warm", "warmup_fraction"), ("peak", "peak_fraction")):
+        number = getattr(config, name)
+        if number is not None and not 0 <= number <= 1:  # NaN fails too
+            problems.append(f"{key} must be a number in [0, 1], got {number:g}")
+    if not problems and config.warmup_fraction is not None and config.peak_fraction is not None \
+            and config.warmup_fraction > config.peak_fraction:
+        problems.append(f"warm must be <= peak, got warm={config.warmup_fraction:g} > peak={config.peak_fraction:g}")
+    if problems:
+        raise argparse.ArgumentTypeError(f"{value!r}: {'; '.join(problems)}")
+    return value
+
+
 # ---------------------------------------------------------------- graphs
 
 @dataclass
@@ -652,6 +681,7 @@ def main(args) -> int:
         "command": ["kmas-pretrain", *sys.argv[1:]],
         "machine": machine_info(args.device),
         "study": Path(study_path).name,
+        "study_file": str(Path(study_path).resolve()),  # the package's own copy unless --study
         "parameters": {"training_graphs": training, "validation_queries_per_graph": valid_queries,
                        "valid_every": args.valid_every, "configs": args.configs, "seeds": args.seeds, **budget},
         "runs": [{k: v for k, v in r.items() if k != "losses"} for r in results],

@@ -18,7 +18,6 @@ Resumable: each finished run writes ``<out>/<name>/<run>.json`` atomically and a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -118,21 +117,28 @@ def main(argv: list[str] | None = None) -> int:
     from .measure import machine_info
     from .pretrain import RunConfig, parse_config
 
-    p = argparse.ArgumentParser(prog="python -m kmas_bench.screen", description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", nargs="+", required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--negatives", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--train-dir", type=Path, required=True)
-    p.add_argument("--test-dir", type=Path, required=True)
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--valid-queries", type=int, default=0, help="valid triples (0: all)")
-    p.add_argument("--test-queries", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--name", default="pretrain_stage3_screen")
+    from kmas_ultra.arguments import (OneLineParser, existing_dir, existing_file, file_stem, non_negative_int, output_dir,
+                                      positive_float, positive_int, seed_int)
+
+    from .pretrain import config_spec
+
+    p = OneLineParser(prog="python -m kmas_bench.screen", description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", type=config_spec, nargs="+", required=True,
+                   help="'strict', 'kmas' or 'kmas:T=0.3,top=10,max=0.5,final=0.1,warm=0.1,peak=0.4,loss=share,fallback=shared,dir=separate'")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="one run per configuration and seed (default 0 1 2)")
+    p.add_argument("--steps", type=positive_int, default=100, help="fine-tuning steps per run (default 100)")
+    p.add_argument("--batch", type=positive_int, default=16, help="training triples per step (default 16)")
+    p.add_argument("--negatives", type=positive_int, default=64,
+                   help="negatives per triple, at most the training graph's entities - 1 (default 64)")
+    p.add_argument("--lr", type=positive_float, default=5e-4, help="AdamW learning rate (default 5e-4)")
+    p.add_argument("--train-dir", type=lambda value: Path(existing_dir(value)), required=True, help="training graph folder")
+    p.add_argument("--test-dir", type=lambda value: Path(existing_dir(value)), required=True, help="inductive test graph folder")
+    p.add_argument("--checkpoint", type=lambda value: Path(existing_file(value)), required=True, help="ULTRA checkpoint to fine-tune")
+    p.add_argument("--valid-queries", type=non_negative_int, default=0, help="valid triples (default 0: all)")
+    p.add_argument("--test-queries", type=positive_int, default=200, help="test queries (default 200)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--out", type=lambda value: Path(output_dir(value)), required=True, help="results folder")
+    p.add_argument("--name", type=file_stem, default="pretrain_stage3_screen", help="file-name stem of the results")
     args = p.parse_args(argv)
 
     import torch
@@ -144,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = dict(steps=args.steps, batch=args.batch, negatives=args.negatives, lr=args.lr)
     configs = [RunConfig(**parse_config(spec, seed=seed, **budget)) for seed in args.seeds for spec in args.configs]
     split = load_inductive(args.train_dir, args.test_dir)
+    entities = split.train.num_nodes
+    if args.negatives > entities - 1:  # a row has at most N - 1 other entities
+        p.error(f"argument --negatives: expected an integer from 1 to {entities - 1} (the training graph's "
+                f"{entities} entities - 1), got {args.negatives}")
     run_dir = args.out / args.name
     run_dir.mkdir(parents=True, exist_ok=True)
     results = []

@@ -103,6 +103,13 @@ def output_dir(value: str) -> str:
     return value
 
 
+def file_stem(value: str) -> str:
+    """A file-name stem: not empty, no path separator, not '.' or '..'."""
+    if not value or "/" in value or "\\" in value or value in (".", "..") or value != value.strip():
+        raise argparse.ArgumentTypeError(f"expected a file-name stem (no '/', not empty), got {value!r}")
+    return value
+
+
 def user_error(program: str, message: str) -> None:
     """End the command with exit status 2 and one line (a user error found after parsing)."""
     sys.stderr.write(f"{program}: error: {message}\n")
