@@ -150,7 +150,7 @@ def _ultra_case(graph_name, strict, mode, seed, backend):
     sampling = KMASNegativeSampling(
         model, data, None, schedule=_schedule(), relation_module=model.relation_model if model else nn.Identity(),
         temperature=TEMPERATURE, top_relations=3, temperature_gumbel=TEMPERATURE_GUMBEL, seed=seed, rank=0,
-        backend=backend, step=0,
+        backend=backend, step=0, fallback="one_hot", directions="mixed",
     )
     draws = []
     try:
