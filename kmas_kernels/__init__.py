@@ -5,9 +5,10 @@
     negatives = hard_negatives(index, heads, relations, relation_embeddings=z,
                                num_negatives=512, positive=tails, seed=0)
 
-Floors (each imports only from those below): core (index, validation, random stream, reference)
--> backends -> hard_negatives (with its torch.library op, kmas_kernels.ops), schedule, sampler
--> integrations (kmas_kernels.ultra, kmas_kernels.pykeen: optional, imported only by the user).
+Floors (each imports only from those below; docs/architecture.md): core (index, validation, options,
+random stream, reference) -> backends (one registry, the launchers) -> ops (hard_negatives with its
+torch.library op and dispatch; graph_ops) -> schedule, sampler -> integrations (kmas_kernels.ultra,
+kmas_kernels.pykeen: optional, imported only by the user).
 """
 
 from .backends import available_backends

@@ -1,20 +1,61 @@
-"""``hard_negatives``: the public entry for mining (docs/semantics.md §2–§5)."""
+"""``hard_negatives``, the top-k mining op, in one place (docs/semantics.md §2–§5).
+
+The public function, its ``torch.library`` custom op (``kmas::hard_negatives``, for
+torch.compile / torch.export), the fill of short rows shared by every backend, and the dispatch
+over the backends. The options are validated once, into a :class:`MiningOptions`; the problem is
+validated once, into a :class:`MiningProblem`; every backend trusts both.
+
+torch.compile cannot trace into the eager call: validation reads tensor values back to the host
+(id ranges, counts), the backends are C++/CUDA extensions or Triton launches, and short rows are
+filled with data-dependent shapes. As a custom op, the whole call is one node of the graph: the
+compiler sees only the output's shape and dtype (the fake implementation, (B, k) int64), and at
+run time the real implementation runs the eager call, validation included. So a training step
+that calls :func:`hard_negatives` compiles with ``fullgraph=True`` and exports with
+``torch.export``, and returns exactly what eager returns. Eager callers never go through the op.
+
+The op takes the index as its tensors plus its sizes (a ``KGIndex`` is not a type the dispatcher
+knows), ``None`` for an absent optional, and every option as a plain int/float/bool/str. With
+``seed=None`` the real implementation draws the seed from torch's global generator when it runs,
+as eager does. Registered for CPU and CUDA tensors; the backend is chosen inside
+(``backend="auto"`` picks by the index's device), so a compiled graph runs the same kernels as
+eager code.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 
-from .backends import resolve_backend
-from .core.index import KGIndex
+from .backends.native import native_cpu_top_k, native_cuda_top_k
+from .backends.registry import BACKENDS
+from .backends.triton_topk import MAX_K as TRITON_MAX_K
+from .backends.triton_topk import check_k as triton_check_k
+from .backends.triton_topk import triton_top_k
+from .core.index import KGIndex, check_index
+from .core.options import MiningOptions
 from .core.philox import STREAM_FILL
-from .core.problem import MiningProblem, prepare_problem
+from .core.problem import MiningProblem, TopKFn, prepare_problem
+from .core.reference import reference_top_k
 from .core.uniform import uniform_negatives
-from .core.validation import check_backend
-from .ops.hard_negatives_op import hard_negatives_traced, is_compiling
+from .core.validation import check_count, check_seed
 
-DEFAULT_TEMPERATURE = 0.1
+# kept for callers that read it (python/kmas_bench): the value lives in MiningOptions
+DEFAULT_TEMPERATURE = MiningOptions.temperature
+
+OP_NAME = "kmas::hard_negatives"
+# the KGIndex arrays, in the op's argument order
+INDEX_TENSORS = ("rel_ptr", "rel_tails", "rel_inv_count", "ent_ptr", "ent_rels", "known_keys", "known_answers")
+
+# torch.library.custom_op arrived in torch 2.4; older torch keeps eager-only behaviour
+OP_AVAILABLE = hasattr(torch.library, "custom_op") and hasattr(torch.compiler, "is_compiling")
+
+
+def is_compiling() -> bool:
+    """True while torch.compile (dynamo) or torch.export traces the calling code."""
+    return OP_AVAILABLE and torch.compiler.is_compiling()
 
 
 def hard_negatives(
@@ -26,12 +67,12 @@ def hard_negatives(
     relation_weights: torch.Tensor | None = None,
     num_negatives: int,
     positive: Any = None,
-    strict: bool = True,
-    temperature: float = DEFAULT_TEMPERATURE,
-    top_relations: int | None = None,
-    temperature_gumbel: float = 1.0,
+    strict: bool = MiningOptions.strict,
+    temperature: float = MiningOptions.temperature,
+    top_relations: int | None = MiningOptions.top_relations,
+    temperature_gumbel: float = MiningOptions.temperature_gumbel,
     seed: int | None = None,
-    backend: str = "auto",
+    backend: str = MiningOptions.backend,
 ) -> torch.Tensor:
     """Hard negative answers for queries (q_b, r_b, ?): a (B, num_negatives) int64 tensor.
 
@@ -64,29 +105,197 @@ def hard_negatives(
             one from torch's global generator.
         backend: "auto", "triton", "cuda", "cpu" or "reference".
     """
-    if is_compiling():  # torch.compile / torch.export: one custom op, validated when it runs (kmas_kernels/ops)
-        return hard_negatives_traced(
-            index, query_entity, query_relation, relation_embeddings=relation_embeddings,
-            relation_weights=relation_weights, num_negatives=num_negatives, positive=positive, strict=strict,
-            temperature=temperature, top_relations=top_relations, temperature_gumbel=temperature_gumbel,
-            seed=seed, backend=backend,
-        )  # fmt: skip
-    backend = check_backend(backend)
+    options = MiningOptions(strict, temperature, top_relations, temperature_gumbel, backend)
+    if is_compiling():  # torch.compile / torch.export: one custom op, the rest validated when it runs
+        return hard_negatives_traced(index, query_entity, query_relation, relation_embeddings, relation_weights,
+                                     num_negatives, positive, seed, options)
+    return _eager(index, query_entity, query_relation, relation_embeddings, relation_weights, num_negatives, positive, seed, options)
+
+
+def _eager(index, query_entity, query_relation, relation_embeddings, relation_weights, num_negatives, positive, seed,
+           options: MiningOptions) -> torch.Tensor:
     problem = prepare_problem(
-        index,
-        query_entity,
-        query_relation,
-        relation_embeddings=relation_embeddings,
-        relation_weights=relation_weights,
-        num_negatives=num_negatives,
-        positive=positive,
-        strict=strict,
-        temperature=temperature,
-        top_relations=top_relations,
-        temperature_gumbel=temperature_gumbel,
-        seed=seed,
+        index, query_entity, query_relation, relation_embeddings=relation_embeddings, relation_weights=relation_weights,
+        num_negatives=num_negatives, positive=positive, seed=seed, options=options,
+    )  # fmt: skip
+    return mine(problem, options.backend)
+
+
+# ----------------------------------------------------------------------------- the custom op
+
+
+def _hard_negatives_impl(
+    rel_ptr: torch.Tensor,
+    rel_tails: torch.Tensor,
+    rel_inv_count: torch.Tensor,
+    ent_ptr: torch.Tensor,
+    ent_rels: torch.Tensor,
+    known_keys: torch.Tensor,
+    known_answers: torch.Tensor,
+    query_entity: torch.Tensor,
+    query_relation: torch.Tensor,
+    relation_embeddings: Optional[torch.Tensor],
+    relation_weights: Optional[torch.Tensor],
+    positive: Optional[torch.Tensor],
+    num_entities: int,
+    num_relations: int,
+    inverse_offset: Optional[int],
+    num_negatives: int,
+    strict: bool,
+    temperature: float,
+    top_relations: Optional[int],
+    temperature_gumbel: float,
+    seed: Optional[int],
+    backend: str,
+) -> torch.Tensor:
+    """(B, num_negatives) int64: the eager call on the index rebuilt from its tensors."""
+    index = KGIndex(
+        num_entities=num_entities,
+        num_relations=num_relations,
+        inverse_offset=inverse_offset,
+        rel_ptr=rel_ptr,
+        rel_tails=rel_tails,
+        rel_inv_count=rel_inv_count,
+        ent_ptr=ent_ptr,
+        ent_rels=ent_rels,
+        known_keys=known_keys,
+        known_answers=known_answers,
     )
-    return mine(problem, backend)
+    options = MiningOptions(strict, temperature, top_relations, temperature_gumbel, backend)
+    return _eager(index, query_entity, query_relation, relation_embeddings, relation_weights, num_negatives, positive, seed, options)
+
+
+def _hard_negatives_fake(
+    rel_ptr, rel_tails, rel_inv_count, ent_ptr, ent_rels, known_keys, known_answers,
+    query_entity, query_relation, relation_embeddings, relation_weights, positive,
+    num_entities, num_relations, inverse_offset, num_negatives, strict, temperature,
+    top_relations, temperature_gumbel, seed, backend,
+):  # fmt: skip
+    """Shapes only: (B, num_negatives) int64 on the queries' device. Values are checked at run time."""
+    if query_entity.dim() != 1:
+        raise ValueError(f"query_entity must have shape (B,), got {tuple(query_entity.shape)}")
+    return query_entity.new_empty((query_entity.shape[0], num_negatives), dtype=torch.int64)
+
+
+if OP_AVAILABLE:
+    hard_negatives_op = torch.library.custom_op(OP_NAME, mutates_args=(), device_types=("cpu", "cuda"))(_hard_negatives_impl)
+    hard_negatives_op.register_fake(_hard_negatives_fake)
+else:  # pragma: no cover - torch < 2.4
+    hard_negatives_op = None
+
+
+def _as_ids(value: Any, device: torch.device) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value, device=device)
+
+
+def hard_negatives_traced(index, query_entity, query_relation, relation_embeddings, relation_weights, num_negatives,
+                          positive, seed, options: MiningOptions) -> torch.Tensor:
+    """``hard_negatives`` as seen by a tracer: checks of Python values, then the custom op.
+
+    Checks that need tensor values (a host sync each) are left to the op's real implementation,
+    which runs the eager validation when the graph runs.
+    """
+    check_index(index)
+    check_count(num_negatives, "num_negatives")
+    check_seed(seed)
+    device = index.device
+    return hard_negatives_op(
+        *(getattr(index, name) for name in INDEX_TENSORS),
+        _as_ids(query_entity, device),
+        _as_ids(query_relation, device),
+        relation_embeddings,
+        relation_weights,
+        None if positive is None else _as_ids(positive, device),
+        index.num_entities,
+        index.num_relations,
+        index.inverse_offset,
+        num_negatives,
+        options.strict,
+        options.temperature,
+        options.top_relations,
+        options.temperature_gumbel,
+        seed,
+        options.backend,
+    )
+
+
+# ----------------------------------------------------------------------------- dispatch and fill
+
+
+@dataclass(frozen=True)
+class TopKBackend:
+    """A backend of this op: its launcher and the largest k it takes (None: any)."""
+
+    name: str
+    run: TopKFn
+    max_k: int | None = None
+
+
+# The op's launchers per backend name of the shared registry (backends/registry.py).
+TOP_K: dict[str, TopKBackend] = {
+    "reference": TopKBackend("reference", reference_top_k),
+    "cpu": TopKBackend("cpu", native_cpu_top_k),
+    "cuda": TopKBackend("cuda", native_cuda_top_k),
+    "triton": TopKBackend("triton", triton_top_k, TRITON_MAX_K),  # the kernel keeps k keys in registers
+}
+# "auto" tries these in order for each device type and takes the first usable one: for CUDA
+# tensors Triton (k <= MAX_K), else the CUDA extension, else the reference (with a warning, once,
+# when only the k limit kept Triton out); for CPU tensors, the C++ extension, else the reference.
+AUTO_ORDER = {"cuda": ("triton", "cuda", "reference"), "cpu": ("cpu", "reference")}
+
+
+def resolve_backend(name: str, device: torch.device, num_negatives: int | None = None) -> TopKBackend:
+    """The backend to run for ``name`` ("auto" or a backend name) on tensors on ``device``.
+
+    With ``num_negatives``, "auto" skips backends whose ``max_k`` is smaller, and a named backend
+    that cannot take it raises ValueError.
+    """
+    candidates = AUTO_ORDER.get(device.type, ("reference",)) if name == "auto" else (name,)
+    too_large = []
+    for candidate in candidates:
+        backend = TOP_K.get(candidate)
+        if backend is not None and BACKENDS[candidate].unusable(device) is None:
+            if num_negatives is not None and backend.max_k is not None and num_negatives > backend.max_k:
+                if name != "auto":
+                    triton_check_k(num_negatives)  # the one backend with a limit: its own message
+                too_large.append(candidate)
+                continue
+            if name == "auto" and candidate == "reference":
+                _warn_reference_fallback(device, num_negatives if too_large else None)
+            return backend
+    if name == "auto":
+        _warn_reference_fallback(device, num_negatives if too_large else None)
+        return TOP_K["reference"]
+    raise ValueError(f"backend={name!r} is not available: {BACKENDS[name].unusable(device)}")
+
+
+_WARNED: set[str] = set()
+_WARNED_LARGE_K = False
+
+
+def _warn_reference_fallback(device: torch.device, large_k: int | None = None) -> None:
+    """Say once per device type that "auto" fell back to the B x N reference, and why."""
+    global _WARNED_LARGE_K
+    if large_k is not None and device.type == "cuda":
+        if not _WARNED_LARGE_K:
+            _WARNED_LARGE_K = True
+            warnings.warn(
+                f"num_negatives={large_k} is above the Triton kernel's limit ({TRITON_MAX_K}) and the CUDA "
+                "extension is not built: using the reference backend (a dense B x N computation). Build with "
+                "KMAS_BUILD_CUDA=1 for large k.",
+                stacklevel=4,
+            )
+        return
+    if device.type in _WARNED:
+        return
+    _WARNED.add(device.type)
+    reasons = "; ".join(f"{name}: {BACKENDS[name].probe(device)}" for name in AUTO_ORDER.get(device.type, ()) if name != "reference")
+    warnings.warn(
+        f"kmas_kernels: backend='auto' runs the reference backend on {device.type} tensors, which materialises "
+        f"B x N (slow, memory-hungry) because no fused backend is usable ({reasons or 'none exists for this device'})",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def mine(problem: MiningProblem, backend: str = "auto", limit: torch.Tensor | None = None) -> torch.Tensor:

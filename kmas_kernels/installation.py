@@ -16,7 +16,7 @@ _WARNED = False
 
 def shadowed_reason() -> str | None:
     """Why the imported kmas_kernels lacks its CPU extension because it is a source tree, else None."""
-    from .backends.native import cpu_available
+    from .backends.registry import cpu_available
 
     reason = cpu_available()
     return reason if reason is not None and "source tree" in reason else None

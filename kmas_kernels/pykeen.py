@@ -58,9 +58,10 @@ from .core.index import KGIndex
 from .core.philox import draw_seed, mix_seed
 from .core.relation_weights import relation_weights_from_embeddings
 from .core.uniform import uniform_negatives
-from .core.validation import check_count, check_float, check_seed
-from .sampler import SAMPLER_TEMPERATURE, SAMPLER_TOP_RELATIONS, KMASSampler
-from .schedule import HardRatioSchedule
+from .core.validation import check_count, check_seed
+from .core.options import SamplerOptions
+from .sampler import KMASSampler
+from .schedule import HardRatioSchedule, as_schedule, hard_count, ratio_at
 
 __all__ = ["KMASNegativeSampler", "KMASTrainingCallback", "relation_matrix"]
 
@@ -137,11 +138,11 @@ class KMASNegativeSampler(NegativeSampler):
         refresh_every: int = 1,
         corruption_scheme: Collection[str] | None = None,
         strict: bool = True,
-        temperature: float = SAMPLER_TEMPERATURE,
-        top_relations: int | None = SAMPLER_TOP_RELATIONS,
-        temperature_gumbel: float = 1.0,
+        temperature: float = SamplerOptions.temperature,
+        top_relations: int | None = SamplerOptions.top_relations,
+        temperature_gumbel: float = SamplerOptions.temperature_gumbel,
         seed: int | None = None,
-        backend: str = "auto",
+        backend: str = SamplerOptions.backend,
         step: int = 0,
         filtered: bool = False,
         filterer: Any = None,
@@ -168,17 +169,10 @@ class KMASNegativeSampler(NegativeSampler):
                     "negative_sampler_kwargs only: pass the instance's callback() in training_kwargs"
                 )
             schedule = HardRatioSchedule(check_count(total_steps, "total_steps"))
-        if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
-            constant = check_float(schedule, "schedule", low=0.0, high=1.0)
-            schedule = lambda step: constant  # noqa: E731
-        elif not callable(schedule):
-            raise TypeError(f"schedule must be a HardRatioSchedule, a callable step -> ratio or a float, got {type(schedule).__name__}")
-        self.schedule = schedule
+        self.schedule = as_schedule(schedule)
         self.refresh_every = check_count(refresh_every, "refresh_every")
-        check_float(temperature, "temperature", low=0.0, low_open=True)  # used here, before any mining call
-        check_float(temperature_gumbel, "temperature_gumbel", low=0.0)
-        if top_relations is not None:
-            check_count(top_relations, "top_relations")
+        options = SamplerOptions(strict=strict, temperature=temperature, top_relations=top_relations,
+                                 temperature_gumbel=temperature_gumbel, backend=backend)
         scheme = ("head", "tail") if corruption_scheme is None else tuple(corruption_scheme)
         if not scheme or any(side not in _SIDES for side in scheme) or len({_SIDES[s] for s in scheme}) != len(scheme):
             raise ValueError(f"corruption_scheme must be a non-empty subset of ('head', 'tail') without repeats, got {corruption_scheme!r}")
@@ -190,18 +184,10 @@ class KMASNegativeSampler(NegativeSampler):
         self._inverse_added = False  # True once PyKEEN's inverse triples were added (bind_model)
         self.index = KGIndex.from_triples(self._triples, self.num_entities, self.num_relations, add_inverse=True)
         seed = check_seed(seed)
-        self._kmas = KMASSampler(
-            self.index,
-            self.num_negs_per_pos,
-            self._rounded_ratio,
-            strict=strict,
-            temperature=temperature,
-            top_relations=top_relations,
-            temperature_gumbel=temperature_gumbel,
-            seed=draw_seed() if seed is None else seed,
-            backend=backend,
-            step=check_count(step, "step", allow_zero=True),
-        )
+        self._kmas = KMASSampler.from_options(
+            self.index, self.num_negs_per_pos, self._rounded_ratio, options,
+            seed=draw_seed() if seed is None else seed, step=check_count(step, "step", allow_zero=True),
+        )  # fmt: skip
         self._relations: torch.Tensor | None = None  # (R0, D) cached relation representations
         self._relations_step = -1
         # rows too short for the hard share (their hard negatives became uniform ones), and rows
@@ -332,18 +318,13 @@ class KMASNegativeSampler(NegativeSampler):
 
     def ratio(self, step: int | None = None) -> float:
         """The schedule's hard share at ``step`` (default: the current step), before rounding."""
-        ratio = float(self.schedule(self.step if step is None else step))
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"schedule returned {ratio} at step {step}: a ratio must be in [0, 1]")
-        return ratio
+        return ratio_at(self.schedule, self.step if step is None else step)
 
     def num_hard(self, step: int | None = None) -> int:
         """The number of hard negatives per row at ``step``: ratio·k rounded stochastically."""
         step = self.step if step is None else step
-        exact = self.ratio(step) * self.num_negs_per_pos
-        floor = math.floor(exact)
         draw = mix_seed(self.seed ^ _ROUNDING_SALT, step) / 2.0**63  # in [0, 1), fixed by (seed, step)
-        return min(floor + (1 if draw < exact - floor else 0), self.num_negs_per_pos)
+        return hard_count(self.ratio(step), self.num_negs_per_pos, draw=draw)
 
     def _rounded_ratio(self, step: int) -> float:
         # KMASSampler takes round(ratio · k) hard columns; an exact multiple of 1/k gives num_hard

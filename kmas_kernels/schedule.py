@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from .core.validation import check_count, check_float
 
@@ -59,5 +60,41 @@ class HardRatioSchedule:
         return self.final_ratio
 
     def num_hard(self, step: int, num_negatives: int) -> int:
-        """round(ratio(step) * num_negatives), halves rounded up."""
-        return math.floor(self(step) * num_negatives + 0.5)
+        """round(ratio(step) * num_negatives), halves rounded up (:func:`hard_count`)."""
+        return hard_count(self(step), num_negatives)
+
+
+def hard_count(ratio: float, num_negatives: int, *, draw: float | None = None) -> int:
+    """The hard columns of k = ``num_negatives`` at hard share ``ratio``: the one rounding rule.
+
+    ``round(ratio * k)`` with halves rounded up; with ``draw`` in [0, 1) (the PyKEEN sampler's,
+    fixed by seed and step), rounded stochastically instead: up with probability equal to the
+    fractional part, so the expectation is ``ratio * k`` even for small k. ValueError when
+    ``ratio`` (e.g. a user schedule's) is outside [0, 1].
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"schedule returned {ratio}: a ratio must be in [0, 1]")
+    exact = ratio * num_negatives
+    if draw is None:
+        return math.floor(exact + 0.5)
+    floor = math.floor(exact)
+    return min(floor + (1 if draw < exact - floor else 0), num_negatives)
+
+
+def as_schedule(schedule: "HardRatioSchedule | Callable[[int], float] | float") -> "Callable[[int], float]":
+    """A schedule as a callable step -> ratio: a HardRatioSchedule or callable as is, a constant
+    ratio in [0, 1] as a constant function (TypeError / ValueError naming ``schedule``)."""
+    if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
+        constant = check_float(schedule, "schedule", low=0.0, high=1.0)
+        return lambda step: constant
+    if not callable(schedule):
+        raise TypeError(f"schedule must be a HardRatioSchedule, a callable step -> ratio or a float, got {type(schedule).__name__}")
+    return schedule
+
+
+def ratio_at(schedule: "Callable[[int], float]", step: int) -> float:
+    """``schedule(step)`` as a float, ValueError naming the step when outside [0, 1]."""
+    ratio = float(schedule(step))
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"schedule returned {ratio} at step {step}: a ratio must be in [0, 1]")
+    return ratio

@@ -48,6 +48,21 @@ def queries_from_edges(index: KGIndex, batch: int, seed: int):
     return key // n // r, (key // n) % r, key % n
 
 
+def weight_inputs(mode: str, batch: int, num_relations: int, seed: int, device="cpu") -> dict:
+    """The relation-weight keywords of a test problem: "shared" (R, 8) or "per_row" (B, R, 8)
+    embeddings, "uniform"/"weights" (B, R) weights, anything else neither (one-hot on r_b)."""
+    g = torch.Generator().manual_seed(seed)
+    if mode == "shared":
+        inputs = {"relation_embeddings": torch.randn(num_relations, 8, generator=g)}
+    elif mode == "per_row":
+        inputs = {"relation_embeddings": torch.randn(batch, num_relations, 8, generator=g)}
+    elif mode in ("uniform", "weights"):
+        inputs = {"relation_weights": torch.rand(batch, num_relations, generator=g)}
+    else:
+        inputs = {}
+    return {key: value.to(device) for key, value in inputs.items()}
+
+
 @pytest.fixture
 def small_graph():
     triples = random_triples(40, 4, 120, seed=0)

@@ -5,7 +5,7 @@ import torch
 
 from conftest import queries_from_edges, random_triples
 from kmas_kernels import KGIndex, available_backends, hard_negatives
-from kmas_kernels.backends import resolve_backend
+from kmas_kernels.hard_negatives import resolve_backend
 from kmas_kernels.core.problem import prepare_problem
 from tie_rule import assert_matches_reference
 

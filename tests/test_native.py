@@ -17,11 +17,12 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import queries_from_edges, random_triples
+from conftest import queries_from_edges, random_triples, weight_inputs
 from tie_rule import assert_matches_reference
 from kmas_kernels import KGIndex
 from kmas_kernels.backends import native
 from kmas_kernels.core import philox
+from kmas_kernels.backends.registry import load_extension
 from kmas_kernels.core.problem import prepare_problem
 from kmas_kernels.core.reference import candidate_keys, candidate_probability
 
@@ -49,15 +50,7 @@ def make_problem(n, r0, edges, batch, k, *, strict, tg, weights, heads, graph_se
     q, r, a = queries_from_edges(index, batch, graph_seed + 1)
     if heads:  # corrupt heads of the same edges: query (answer, inverse(r)), positive = query
         q, r, a = a, index.inverse(r), q
-    g = torch.Generator().manual_seed(graph_seed + 2)
-    kwargs = {}
-    if weights == "shared":
-        kwargs["relation_embeddings"] = torch.randn(index.num_relations, 8, generator=g)
-    elif weights == "per_row":
-        kwargs["relation_embeddings"] = torch.randn(batch, index.num_relations, 8, generator=g)
-    elif weights == "uniform":
-        kwargs["relation_weights"] = torch.rand(batch, index.num_relations, generator=g)
-    # weights == "one_hot": neither, the query relation's own tails (small support)
+    kwargs = weight_inputs(weights, batch, index.num_relations, graph_seed + 2, device)  # "one_hot": neither
     index = index.to(device)
     return prepare_problem(
         index, q.to(device), r.to(device), num_negatives=k, positive=a.to(device), strict=strict,
@@ -168,7 +161,7 @@ def test_top1_follows_p():
 
 @needs_cpu
 def test_rng_hooks_match_python_stream():
-    module = native._load("_native_cpu")
+    module = load_extension("_native_cpu")
     g = torch.Generator().manual_seed(0)
     rows = torch.randint(0, 2**20, (5000,), generator=g)
     ents = torch.randint(0, 2**31 - 1, (5000,), generator=g)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import queries_from_edges, random_triples
+from conftest import queries_from_edges, random_triples, weight_inputs
 from tie_rule import assert_matches_reference
 from kmas_kernels import KGIndex
 from kmas_kernels.core.problem import prepare_problem
@@ -39,15 +39,7 @@ DEVICES = [
 ]
 
 def _problem(index, q, r, a, *, k, strict, tg, seed, mode, top_relations, batch):
-    g = torch.Generator().manual_seed(seed)
-    kwargs = {}
-    if mode == "shared":
-        kwargs["relation_embeddings"] = torch.randn(index.num_relations, 8, generator=g)
-    elif mode == "per_row":
-        kwargs["relation_embeddings"] = torch.randn(batch, index.num_relations, 8, generator=g)
-    elif mode == "weights":
-        kwargs["relation_weights"] = torch.rand(batch, index.num_relations, generator=g)
-    kwargs = {key: v.to(index.device) for key, v in kwargs.items()}
+    kwargs = weight_inputs(mode, batch, index.num_relations, seed, index.device)
     return prepare_problem(
         index, q, r, num_negatives=k, positive=a, strict=strict, temperature_gumbel=tg, seed=seed,
         top_relations=top_relations if mode in ("shared", "per_row") else None, **kwargs,

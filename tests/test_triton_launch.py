@@ -8,6 +8,7 @@ from the threshold earlier ones raised: the shared-threshold path runs. Shapes a
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ import torch
 from conftest import queries_from_edges, random_triples
 from tie_rule import assert_matches_reference
 from kmas_kernels import KGIndex, hard_negatives
-from kmas_kernels.backends import resolve_backend
+from kmas_kernels.hard_negatives import resolve_backend
 from kmas_kernels.core.problem import prepare_problem
 
 triton_topk = pytest.importorskip("kmas_kernels.backends.triton_topk")
@@ -128,10 +129,9 @@ def test_k_limit_and_routing():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_routes_large_k_to_cuda():
-    import kmas_kernels.backends as backends
     from kmas_kernels.backends import native
 
-    backends._WARNED_LARGE_K = False  # the warning is once per process
+    importlib.import_module("kmas_kernels.hard_negatives")._WARNED_LARGE_K = False  # the warning is once per process
     cuda = torch.device("cuda")
     expected = "cuda" if native.cuda_available() is None else "reference"
     with pytest.warns(UserWarning) if expected == "reference" else _no_warning():

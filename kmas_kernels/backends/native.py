@@ -3,7 +3,8 @@
 Both are pybind11 modules that take raw addresses (``tensor.data_ptr()``) and sizes, and share
 the scoring, Philox stream, exclusion search and top-k buffer of csrc/core/kmas_core.h. This
 module is the only door into them: it checks every dtype, shape, device and contiguity before a
-pointer crosses, so nothing malformed reaches native code (docs/semantics.md §8).
+pointer crosses, so nothing malformed reaches native code (docs/semantics.md §8). Values (k, seed,
+temperature_gumbel) are trusted: the problem was validated when it was built.
 
 Result: (B, k) int64 entity ids in descending key order (ties: smaller id), -1 past the row's
 support, as ``reference_top_k``. P is summed in float32 in the same order as the reference; the
@@ -13,75 +14,10 @@ k-th key may order differently; deterministic keys (P itself) are exact.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-from pathlib import Path
-from types import ModuleType
-
 import torch
 
 from ..core.problem import MiningProblem
-
-_MODULES: dict[str, ModuleType | str] = {}
-
-
-def _load(name: str) -> ModuleType | str:
-    """The extension module, or why it cannot be imported."""
-    if name not in _MODULES:
-        try:
-            _MODULES[name] = importlib.import_module(f"kmas_kernels.{name}")
-        except ImportError as err:
-            _MODULES[name] = _why_missing(name, err)
-    return _MODULES[name]
-
-
-def _why_missing(name: str, err: ImportError) -> str:
-    """Why the extension ``name`` cannot be imported, and what to do about it."""
-    package = Path(__file__).resolve().parents[1]  # the kmas_kernels folder actually imported
-    checkout = package.parent
-    if (checkout / "setup.py").is_file() and (checkout / "csrc").is_dir():
-        # Python imported the source tree (the current directory or PYTHONPATH comes first), which
-        # holds no compiled extension unless it was installed in place
-        installed = _installed_extension_dir(name, package)
-        also = f"; an installed copy with the extension is at {installed}, shadowed by the source tree" if installed else ""
-        return (
-            f"the {name} extension is not next to the kmas_kernels imported from the source tree {package}"
-            f"{also}: develop with `pip install -e .` in {checkout} (builds it in place), or run from outside the repository"
-        )
-    return f"the {name} extension is not built ({err}); reinstall with a C++ compiler" + (" and nvcc" if name == "_native_cuda" else "")
-
-
-def _installed_extension_dir(name: str, imported: Path) -> Path | None:
-    """The folder of an installed kmas_kernels that has the extension, other than ``imported``."""
-    try:
-        files = importlib.metadata.distribution("kmas_kernels").files or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for file in files:
-        if file.name.startswith(name + ".") and file.name.endswith((".so", ".pyd")):
-            path = Path(file.locate()).resolve()
-            if path.is_file() and path.parent != imported:
-                return path.parent
-    return None
-
-
-def cpu_available() -> str | None:
-    """None when the C++ CPU backend can run here, else the reason it cannot."""
-    module = _load("_native_cpu")
-    return module if isinstance(module, str) else None
-
-
-def cuda_available() -> str | None:
-    """None when the CUDA backend can run here, else the reason it cannot."""
-    module = _load("_native_cuda")
-    if isinstance(module, str):
-        return module
-    if not torch.cuda.is_available():
-        return "no CUDA device visible to torch"
-    if module.device_count() == 0:
-        return "no CUDA device visible to the extension's CUDA runtime (driver too old?)"
-    return None
-
+from .registry import cpu_available, cuda_available, load_extension
 
 def _check(tensor: torch.Tensor, name: str, dtype: torch.dtype, shape: tuple, device: torch.device) -> torch.Tensor:
     if not isinstance(tensor, torch.Tensor):
@@ -100,15 +36,11 @@ def _arguments(problem: MiningProblem) -> tuple[dict, torch.Tensor, list]:
     index = problem.index
     device = index.device
     n, r, batch, k = index.num_entities, index.num_relations, problem.batch_size, problem.num_negatives
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"num_negatives must be an int >= 1, got {k!r}")
+    # k, seed and temperature_gumbel were validated with the problem (core/options.py, core/problem.py);
+    # only what protects memory is checked here: int32 entity ids, and the arrays native code reads
     if not 1 <= n < 2**31:
         raise ValueError(f"the native backends need 1 <= num_entities < 2**31, got {n}")
-    if not 0 <= problem.seed < 2**63:
-        raise ValueError(f"seed must be in [0, 2**63), got {problem.seed}")
     temperature_gumbel = float(problem.temperature_gumbel)
-    if not (temperature_gumbel >= 0 and temperature_gumbel < float("inf")):
-        raise ValueError(f"temperature_gumbel must be finite and >= 0, got {temperature_gumbel}")
     pairs = index.ent_rels.numel()
     tensors = {
         "ent_ptr": _check(index.ent_ptr, "index.ent_ptr", torch.int64, (n + 1,), device),
@@ -147,7 +79,7 @@ def _arguments(problem: MiningProblem) -> tuple[dict, torch.Tensor, list]:
 
 def native_cpu_top_k(problem: MiningProblem, num_threads: int = 0) -> torch.Tensor:
     """The C++/OpenMP backend on a problem whose index lives on the CPU."""
-    module = _load("_native_cpu")
+    module = load_extension("_native_cpu")
     if isinstance(module, str):
         raise RuntimeError(module)
     if problem.index.device.type != "cpu":
@@ -164,7 +96,7 @@ def native_cuda_top_k(problem: MiningProblem) -> torch.Tensor:
     reason = cuda_available()
     if reason is not None:
         raise RuntimeError(f"the cuda backend is not available: {reason}")
-    module = _load("_native_cuda")
+    module = load_extension("_native_cuda")
     device = problem.index.device
     if device.type != "cuda":
         raise ValueError(f"the cuda backend needs CUDA tensors, got {device}")

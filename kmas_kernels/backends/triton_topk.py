@@ -59,12 +59,12 @@ both); CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ..core.philox import GUMBEL_MAX
 from ..core.problem import MiningProblem
+from .registry import interpreting as _interpreting  # noqa: F401
+from .registry import triton_available  # the one Triton probe, shared with graph_ops
 
 try:  # triton is optional: the backend reports itself unavailable without it
     import triton
@@ -87,31 +87,6 @@ _BLOCKS_PER_SM = 2
 _INTERPRET_BLOCK_N = 128
 # The kernel's int arguments whose values change between launches (see the kernel).
 _VARYING_INTS = ("num_entities", "num_relations", "chunk", "seed")
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def triton_available(device: torch.device | str | None = None) -> str | None:
-    """None when this backend can run here, else the reason it cannot.
-
-    Usable when triton imports and either CUDA is available (GPU tensors) or
-    ``TRITON_INTERPRET=1`` is set (CPU tensors, through Triton's interpreter). With ``device``,
-    answer for tensors on that device only.
-    """
-    if _IMPORT_ERROR is not None:
-        return _IMPORT_ERROR
-    if device is not None:
-        device = torch.device(device)
-        if device.type == "cuda":
-            return None if torch.cuda.is_available() and not _interpreting() else "CUDA tensors need a GPU and TRITON_INTERPRET unset"
-        if device.type == "cpu":
-            return None if _interpreting() else "CPU tensors need TRITON_INTERPRET=1 (Triton's interpreter)"
-        return f"Triton does not run on {device.type} tensors"
-    if _interpreting() or torch.cuda.is_available():
-        return None
-    return "no CUDA GPU, and TRITON_INTERPRET=1 is not set for CPU tensors"
 
 
 if triton is not None:

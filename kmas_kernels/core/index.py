@@ -22,8 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import numbers
+
 import numpy as np
 import torch
+
+from .validation import check_count, check_id_range
 
 _INT64_MAX = (1 << 63) - 1
 
@@ -141,8 +145,6 @@ class KGIndex:
         it, the triples are taken as they are and ``num_relations`` counts all relations.
         Sizes default to 1 + the largest id present.
         """
-        from .validation import check_count, check_id_range
-
         triples = _as_long_tensor(triples, "triples")
         if triples.dim() != 2 or triples.shape[1] != 3:
             raise ValueError(f"triples must have shape (E, 3) [head, relation, tail], got {tuple(triples.shape)}")
@@ -176,8 +178,6 @@ class KGIndex:
         As in ULTRA, the edges already include inverses and relation r + R/2 is the inverse of r;
         ``num_relations`` defaults to ``data.num_relations`` or 1 + the largest edge type.
         """
-        from .validation import check_count, check_id_range
-
         for attr in ("edge_index", "edge_type", "num_nodes"):
             if getattr(data, attr, None) is None:
                 raise TypeError(f"data must have an `{attr}` attribute (PyG-style graph), got {type(data).__name__}")
@@ -237,10 +237,6 @@ class KGIndex:
 
         ``relation``: an int or an integer tensor (any shape; one read-back to check the range).
         """
-        import numbers
-
-        from .validation import check_id_range
-
         if self.inverse_offset is None:
             raise ValueError("this index does not know its inverse relations (built with add_inverse=False)")
         if isinstance(relation, torch.Tensor):
@@ -288,3 +284,9 @@ class KGIndex:
             f"KGIndex(num_entities={self.num_entities}, num_relations={self.num_relations}, "
             f"num_edges={self.num_edges}, device={self.device}, nbytes={self.nbytes})"
         )
+
+
+def check_index(index: Any) -> None:
+    """TypeError unless ``index`` is a :class:`KGIndex`."""
+    if not isinstance(index, KGIndex):
+        raise TypeError(f"index must be a kmas_kernels.KGIndex, got {type(index).__name__}")

@@ -11,15 +11,14 @@ from typing import Any, Callable
 
 import torch
 
-from .index import KGIndex
+from .index import KGIndex, check_index
+from .options import MiningOptions
 from .philox import draw_seed
 from .relation_weights import ZERO_NORM, one_hot_weights, relation_weights_from_embeddings
 from .validation import (
     as_id_vector,
     check_count,
-    check_float,
     check_float_tensor,
-    check_index,
     check_seed,
 )
 
@@ -118,19 +117,19 @@ def prepare_problem(
     relation_weights: Any = None,
     num_negatives: Any,
     positive: Any = None,
-    strict: bool = True,
-    temperature: Any = 0.1,
-    top_relations: Any = None,
-    temperature_gumbel: Any = 1.0,
     seed: Any = None,
+    options: MiningOptions | None = None,
     allow_short_rows: bool = False,
+    **option_values: Any,
 ) -> MiningProblem:
     """Validate a call (docs/semantics.md, "Bad input") and build its MiningProblem.
 
-    ``allow_short_rows`` is for callers that cap each row's share themselves (KMASSampler): rows
-    may then have fewer non-excluded entities than ``num_negatives`` and query relations may have
-    no tails (an empty support); backends return -1 past the support either way. Every other
-    check still runs.
+    The mining options come as ``options`` (a :class:`MiningOptions`, already validated) and/or
+    as keywords (``strict``, ``temperature``, ``top_relations``, ``temperature_gumbel``; they
+    replace those of ``options``). ``allow_short_rows`` is for callers that cap each row's share
+    themselves (KMASSampler): rows may then have fewer non-excluded entities than
+    ``num_negatives`` and query relations may have no tails (an empty support); backends return
+    -1 past the support either way. Every other check still runs.
     """
     check_index(index)
     device = index.device
@@ -141,12 +140,8 @@ def prepare_problem(
     positive_given = positive is not None
     positive = as_id_vector(positive, "positive", device, batch) if positive_given else torch.full_like(query_entity, -1)
     k = check_count(num_negatives, "num_negatives")
-    if not isinstance(strict, bool):
-        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
-    temperature = check_float(temperature, "temperature", low=0.0, low_open=True)
-    temperature_gumbel = check_float(temperature_gumbel, "temperature_gumbel", low=0.0)
-    if top_relations is not None:
-        top_relations = check_count(top_relations, "top_relations")
+    options = MiningOptions.build(options, **option_values)
+    strict = options.strict
     seed = check_seed(seed)
     if relation_embeddings is not None and relation_weights is not None:
         raise ValueError("pass relation_embeddings or relation_weights, not both")
@@ -176,7 +171,7 @@ def prepare_problem(
         known_start = known_end = torch.zeros_like(query_entity)
     excluded = excluded_counts(index, query_entity, query_relation, positive, strict)
     if relation_embeddings is not None:
-        weights = relation_weights_from_embeddings(relation_embeddings, query_relation, temperature, top_relations)
+        weights = relation_weights_from_embeddings(relation_embeddings, query_relation, options.temperature, options.top_relations)
     elif relation_weights is not None:
         weights = relation_weights.to(torch.float32)
     else:
@@ -230,6 +225,6 @@ def prepare_problem(
         num_negatives=k,
         strict=strict,
         seed=draw_seed() if seed is None else seed,
-        temperature_gumbel=temperature_gumbel,
+        temperature_gumbel=options.temperature_gumbel,
         min_support=min_support,
     )

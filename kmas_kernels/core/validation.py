@@ -73,13 +73,6 @@ def check_id_range(ids: torch.Tensor, name: str, bound: int) -> None:
         raise ValueError(f"{name} must hold ids in [0, {bound}), found {bad}")
 
 
-def check_index(index: Any) -> None:
-    from .index import KGIndex
-
-    if not isinstance(index, KGIndex):
-        raise TypeError(f"index must be a kmas_kernels.KGIndex, got {type(index).__name__}")
-
-
 def as_id_vector(value: Any, name: str, device: torch.device, batch_size: int | None = None) -> torch.Tensor:
     """A 1-D int64 tensor of ids on ``device`` (range is checked by the caller, batched).
 

@@ -33,9 +33,12 @@ from typing import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..backends.registry import BACKENDS as REGISTRY
+from ..backends.registry import load_extension
 from .csr import RelationalCSR
 from .rspmm_triton import TRITON_DTYPES, triton_gather, triton_relation_grad, triton_rspmm_available
 
+# the backend names this op takes (a subset of the shared registry's, plus "auto")
 BACKENDS = ("auto", "reference", "cpu", "triton")
 CPU_DTYPES = (torch.float32, torch.float64)
 _WARNED: set[str] = set()
@@ -64,17 +67,15 @@ def reference_relational_spmm(x: torch.Tensor, rel: torch.Tensor, csr: Relationa
 
 
 def _native():
-    from ..backends.native import _load
-
-    return _load("_native_cpu")
+    return load_extension("_native_cpu")
 
 
 def cpu_rspmm_available() -> str | None:
-    """None when the C++ kernels are built, else why not."""
-    module = _native()
-    if isinstance(module, str):
-        return module
-    if not hasattr(module, "rspmm_gather"):
+    """None when the C++ kernels are built, else why not (the shared registry's probe, plus rspmm)."""
+    reason = REGISTRY["cpu"].probe(None)
+    if reason is not None:
+        return reason
+    if not hasattr(_native(), "rspmm_gather"):
         return "the _native_cpu extension predates rspmm; reinstall the package to rebuild it"
     return None
 
@@ -200,9 +201,7 @@ def relational_spmm(x: torch.Tensor, rel: torch.Tensor, csr: RelationalCSR, boun
         backend = chosen
     else:
         allowed = CPU_DTYPES if backend == "cpu" else TRITON_DTYPES
-        reason = cpu_rspmm_available() if backend == "cpu" else triton_rspmm_available(x.device)
-        if backend == "cpu" and x.device.type != "cpu":
-            reason = f"it runs on CPU tensors, got {x.device}"
+        reason = REGISTRY[backend].unusable(x.device) or (cpu_rspmm_available() if backend == "cpu" else None)
         if reason is not None:
             raise ValueError(f"backend={backend!r} is not available: {reason}")
         if x.dtype not in allowed:

@@ -19,9 +19,10 @@ their dtype. No ``tl.dot`` (broken for bf16 in the interpreter) and no libdevice
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
+
+from ..backends.registry import triton_available
 
 try:  # triton is optional: the op reports this path unavailable without it
     import triton
@@ -36,20 +37,9 @@ except Exception as exc:  # pragma: no cover - depends on the environment
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def triton_rspmm_available(device: torch.device | str) -> str | None:
-    """None when the Triton kernels can run on tensors on ``device``, else why not."""
-    if _IMPORT_ERROR is not None:
-        return _IMPORT_ERROR
-    device = torch.device(device)
-    if device.type == "cuda":
-        return None if torch.cuda.is_available() and not _interpreting() else "CUDA tensors need a GPU and TRITON_INTERPRET unset"
-    if device.type == "cpu":
-        return None if _interpreting() else "CPU tensors need TRITON_INTERPRET=1 (Triton's interpreter)"
-    return f"Triton does not run on {device.type} tensors"
+    """None when the Triton kernels can run on tensors on ``device``, else why not (the registry's probe)."""
+    return triton_available(torch.device(device))
 
 
 # Sizes that vary between calls (batch, graph sizes) are typed int64 and not specialised, so one
