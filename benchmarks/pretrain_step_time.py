@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from kmas_bench.measure import machine_info
-from kmas_bench.pretrain_cli import data_root, study_file
+from kmas_bench.locations import data_root, study_file
 from kmas_kernels.core.files import atomic_write_json
 from kmas_ultra import Ultra, load_transductive, triples_of
 from kmas_ultra.tasks import negative_sampling, self_adversarial_bce

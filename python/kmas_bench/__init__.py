@@ -11,8 +11,8 @@ Modules, one job each: ``measure`` (machine record, peak memory, isolated proces
 step), ``training`` (MRR / Hits@10 with strict vs KMAS negatives), ``report`` (table and plots),
 ``cli`` (the ``kmas-bench`` command); the pre-training study: ``diagnose`` (training-free grid of
 KMAS settings), ``pretrain`` (the multi-graph pre-training runner), ``pretrain_cli``
-(``kmas-pretrain``); files are written with ``kmas_kernels.core.files``. Depends on kmas_kernels and kmas_ultra.
+(``kmas-pretrain``), ``locations`` (its data folder and design file); files are written with ``kmas_kernels.core.files``. Depends on kmas_kernels and kmas_ultra.
 """
 
 __all__ = ["measure", "samplers", "sweep", "hardness", "overhead", "training", "report", "cli", "diagnose", "pretrain",
-           "pretrain_cli"]
+           "pretrain_cli", "locations"]

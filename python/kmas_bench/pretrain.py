@@ -274,15 +274,14 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
             stop_after: int | None = None) -> dict | None:
     """Train one run (resuming from ``<run>.partial.pth`` when present); returns its result dict.
 
-    ``stop_after``: stop (after saving the partial state) once this many steps are done, without
-    finishing the run; returns None then. For tests of the resume path.
+    Drives kmas_ultra.loop.TrainingLoop with this study's batches (a graph drawn per step in
+    proportion to its edges, then B of its triples) and negatives. ``stop_after``: stop (after
+    saving the partial state) once this many steps are done, without finishing the run; returns
+    None then. For tests of the resume path.
     """
-    from tqdm import tqdm
+    from kmas_ultra.loop import TrainingLoop, load_state, make_loss, make_negative_sampler, save_state
 
-    from kmas_ultra.tasks import negative_sampling, self_adversarial_bce
-
-    from kmas_kernels.core.files import atomic_save, atomic_write_json, load_torch_file
-    from kmas_kernels.loss import link_prediction_loss
+    from kmas_kernels.core.files import atomic_write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,98 +292,80 @@ def run_one(config: RunConfig, graphs: StudyGraphs, run_dir: Path, checkpoint_pa
     generator = torch.Generator().manual_seed(config.seed)  # graph choice and batch rows (CPU)
     negative_generator = torch.Generator(device=device).manual_seed(config.seed + 1)  # strict random negatives
     probs = graph_probabilities(graphs.edges)
-    kmas = None
-    if config.sampler == "kmas":
-        from kmas_kernels.ultra import KMASNegativeSampling
-
-        kmas = KMASNegativeSampling(model, graphs.train, config.steps, seed=config.seed, **config.kmas_options())
-    step, losses, history, graph_counts, seconds = 0, [], [], [0] * len(graphs.train), 0.0
+    draw = make_negative_sampler(config.sampler, model, graphs.train, config.steps, seed=config.seed,
+                                 kmas_options=config.kmas_options() if config.sampler == "kmas" else None,
+                                 generator=negative_generator)
+    kmas = getattr(draw, "sampler", None)  # one similarity cache per training graph
+    graph_counts = [0] * len(graphs.train)
     # rows whose relation had no similarity row (one-hot) / a borrowed one, while hard negatives were due
     row_counts = {"rows_with_hard_negatives_due": 0, "fallback_rows_with_hard_negatives_due": 0,
                   "borrowed_rows_with_hard_negatives_due": 0}
-    if partial.is_file():
-        state = load_torch_file(partial, map_location=device)
-        if state["digest"] != config.digest():
-            raise ValueError(f"{partial} belongs to another configuration (digest {state['digest']} != {config.digest()}): remove it")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].cpu())
-        negative_generator.set_state(state["negative_generator"].cpu())
-        step, losses, history = int(state["step"]), list(state["losses"]), json.loads(state["history"])
-        graph_counts, seconds = list(state["graph_counts"]), float(state["seconds"])
-        row_counts.update(state.get("row_counts", {}))
-        if kmas is not None:
-            kmas.load_state_dict(state["kmas"])  # seed, step and every graph's similarity cache
-        log(f"{config.name}: resumed at step {step}")
 
-    def save_partial() -> None:
-        atomic_save({
-            "digest": config.digest(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(), "negative_generator": negative_generator.get_state(), "step": step,
-            "losses": losses, "history": json.dumps(history), "graph_counts": graph_counts, "seconds": seconds,
-            "kmas": kmas.state_dict() if kmas is not None else {}, "row_counts": dict(row_counts),
-        }, partial)
-
-    def run_validation() -> None:
-        if kmas is not None:
-            with kmas.paused():
-                metrics = validate(model, graphs, eval_batch_size)
-        else:
-            metrics = validate(model, graphs, eval_batch_size)
-        history.append({"step": step, **metrics})
-        log(f"{config.name} step {step}: valid mrr {metrics['mrr']:.4f} hits@10 {metrics['hits@10']:.4f}")
-        model.train()
-
-    if step == 0 and not history:
-        run_validation()  # the random-init point of the curve
-    bar = tqdm(total=config.steps, initial=step, desc=config.name, unit="step", file=sys.stderr, disable=not progress)
-    model.train()
-    while step < config.steps:
-        started = time.perf_counter()
+    def next_batch():
         g = int(torch.multinomial(probs, 1, generator=generator))
         data = graphs.train[g]
         rows = torch.randperm(data.target_edge_type.shape[0], generator=generator)[: config.batch].to(device)
-        batch = torch.cat([data.target_edge_index[:, rows], data.target_edge_type[rows].unsqueeze(0)]).t()
+        return data, torch.cat([data.target_edge_index[:, rows], data.target_edge_type[rows].unsqueeze(0)]).t(), g
+
+    def sample(data, batch, k):
+        batch = draw(data, batch, k)
         if kmas is not None:
-            batch = kmas(data, batch, config.negatives, strict=True)
             stats = kmas.stats()
             if stats["num_hard"] > 0:
                 row_counts["rows_with_hard_negatives_due"] += stats["rows"]
                 row_counts["fallback_rows_with_hard_negatives_due"] += stats["fallback_rows"]
                 row_counts["borrowed_rows_with_hard_negatives_due"] += stats["borrowed_rows"]
+        return batch
+
+    def run_validation(step: int) -> dict:
+        if kmas is not None:
+            with kmas.paused():
+                metrics = validate(model, graphs, eval_batch_size)
         else:
-            batch = negative_sampling(data, batch, config.negatives, strict=True, generator=negative_generator)
-        if kmas is not None and config.loss is not None:
-            loss = link_prediction_loss(model(data, batch), kmas.hard_counts, adversarial_temperature=1.0,
-                                        hard_weighting=config.loss)
-        else:
-            loss = self_adversarial_bce(model(data, batch), 1.0)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(float(loss.detach()))
+            metrics = validate(model, graphs, eval_batch_size)
+        log(f"{config.name} step {step}: valid mrr {metrics['mrr']:.4f} hits@10 {metrics['hits@10']:.4f}")
+        return metrics
+
+    def save_partial() -> None:
+        save_state({
+            **loop.state_dict(), "digest": config.digest(), "generator": generator.get_state(),
+            "negative_generator": negative_generator.get_state(), "history": json.dumps(loop.history),
+            "graph_counts": graph_counts, "seconds": loop.seconds,
+            "kmas": kmas.state_dict() if kmas is not None else {}, "row_counts": dict(row_counts),
+        }, partial)
+
+    def count_graph(g: int, loss: float) -> None:
         graph_counts[g] += 1
-        step += 1
-        seconds += time.perf_counter() - started
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", graph=Path(graphs.names[g]).name)
-        if valid_every and step % valid_every == 0 and step < config.steps:
-            run_validation()
-        if save_every and step % save_every == 0 and step < config.steps:
-            save_partial()
-        if stop_after is not None and step >= stop_after and step < config.steps:
-            save_partial()
-            bar.close()
-            if kmas is not None:
-                kmas.close()
-            return None
-    bar.close()
-    run_validation()
-    if kmas is not None:
-        kmas.close()
+
+    loop = TrainingLoop(model, optimizer, steps=config.steps, batches=next_batch, sample=sample, num_negative=config.negatives,
+                        loss=make_loss(config.loss, kmas), validate=run_validation, valid_every=valid_every,
+                        validate_first=True, save=save_partial, save_every=save_every, after_step=count_graph,
+                        stop=lambda: "stop_after" if stop_after is not None and stop_after <= loop.step < config.steps else None,
+                        postfix=lambda g: {"graph": Path(graphs.names[g]).name}, progress=progress, desc=config.name)
+    if partial.is_file():
+        state = load_state(partial, map_location=device)
+        if state["digest"] != config.digest():
+            raise ValueError(f"{partial} belongs to another configuration (digest {state['digest']} != {config.digest()}): remove it")
+        loop.load_state_dict(state)
+        generator.set_state(state["generator"].cpu())
+        negative_generator.set_state(state["negative_generator"].cpu())
+        loop.history = json.loads(state["history"])
+        loop.validated_at = loop.history[-1]["step"] if loop.history else None
+        graph_counts[:], loop.seconds = list(state["graph_counts"]), float(state["seconds"])
+        row_counts.update(state.get("row_counts", {}))
+        if kmas is not None:
+            kmas.load_state_dict(state["kmas"])  # seed, step and every graph's similarity cache
+        log(f"{config.name}: resumed at step {loop.step}")
+    try:
+        if loop.run() is not None:
+            return None  # stopped after stop_after steps, the partial state saved
+    finally:
+        if kmas is not None:
+            kmas.close()
+    step, losses, history, seconds = loop.step, loop.losses, loop.history, loop.seconds
     best = max(history, key=lambda h: h["mrr"])
-    atomic_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "architecture": architecture(config),
-                 "run": asdict(config), "step": step, "valid": history[-1]}, checkpoint_path)
+    save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "architecture": architecture(config),
+               "run": asdict(config), "step": step, "valid": history[-1]}, checkpoint_path)
     result = {
         "run": config.name, "config": asdict(config), "label": config.label, "digest": config.digest(),
         "training_graphs": graphs.names, "graph_probabilities": probs.tolist(), "graph_steps": graph_counts,
@@ -631,7 +612,7 @@ def main(args) -> int:
 
     from .cli import default_out
     from .measure import machine_info
-    from .pretrain_cli import data_root, study_file
+    from .locations import data_root, study_file
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     root = args.data_root or data_root()

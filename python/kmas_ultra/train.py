@@ -4,7 +4,8 @@ One step (ULTRA's ``script/run.py``): draw a batch of training triples, add k ne
 (first half of the rows corrupt tails, second half heads), score with the model, loss = BCE with
 self-adversarial weights (temperature 1), AdamW step. DDP as ULTRA: ``init_process_group`` when
 WORLD_SIZE > 1, a DistributedSampler over the training triples, the model wrapped in
-DistributedDataParallel; rank 0 validates and writes checkpoints.
+DistributedDataParallel; rank 0 validates and writes checkpoints. :func:`train` drives the shared
+:class:`kmas_ultra.loop.TrainingLoop` (the one ``kmas-pretrain`` drives too) with those batches.
 
 Resuming (beyond ULTRA, which keeps per-epoch weights only): with ``out_dir``, ``last.pth`` holds
 the whole training state (see :func:`training_state`), written atomically at the start, every
@@ -30,13 +31,13 @@ from torch import distributed as dist
 from torch import nn
 from torch.utils import data as torch_data
 
-from kmas_kernels.core.files import CheckpointError, atomic_save, load_torch_file, temp_name_prefix
+from kmas_kernels.core.files import CheckpointError, load_torch_file, temp_name_prefix
 
 from .data import Graph, triples_of
 from .model import architecture_of
-from .tasks import evaluate, negative_sampling, self_adversarial_bce
+from .loop import NEGATIVE_MODES, EpochBatches, TrainingLoop, make_loss, make_negative_sampler, optimisation_step, save_state
+from .tasks import evaluate
 
-NEGATIVE_MODES = ("random", "strict", "kmas")
 # the loss's weighting of KMAS hard negatives (kmas_kernels.loss), chosen on validation by the
 # study's stage 3 (docs/pretraining.md); "adversarial", ULTRA's loss, until then
 TRAIN_HARD_WEIGHTING = "share"
@@ -76,23 +77,6 @@ def setup_distributed(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def make_negative_sampler(mode: str, model: nn.Module, train_data: Graph, total_steps: int,
-                          seed: int | None = None, kmas_options: dict | None = None) -> Callable:
-    """A callable ``(data, batch, num_negative) -> (B, 1 + k, 3)`` for the given mode."""
-    if mode == "random":
-        return lambda data, batch, k: negative_sampling(data, batch, k, strict=False)
-    if mode == "strict":
-        return lambda data, batch, k: negative_sampling(data, batch, k, strict=True)
-    if mode == "kmas":
-        from kmas_kernels.ultra import KMASNegativeSampling
-
-        sampler = KMASNegativeSampling(model, train_data, total_steps, seed=seed, **dict(kmas_options or {}))
-        fn = lambda data, batch, k: sampler(data, batch, k, strict=True)  # noqa: E731
-        fn.sampler = sampler
-        return fn
-    raise ValueError(f"negatives must be one of {NEGATIVE_MODES}, got {mode!r}")
-
-
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, data: Graph, batch: torch.Tensor,
                sample: Callable, num_negative: int, adversarial_temperature: float = 1.0,
                hard_weighting: str = "adversarial", kmas_sampler=None) -> float:
@@ -101,19 +85,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, data: Graph, 
     ``hard_weighting`` other than "adversarial" weighs the hard columns of ``kmas_sampler``'s
     latest batch as kmas_kernels.loss.link_prediction_loss says (ULTRA's loss otherwise).
     """
-    batch = sample(data, batch, num_negative)
-    pred = model(data, batch)
-    if hard_weighting == "adversarial" or kmas_sampler is None:
-        loss = self_adversarial_bce(pred, adversarial_temperature)
-    else:
-        from kmas_kernels.loss import link_prediction_loss
-
-        loss = link_prediction_loss(pred, kmas_sampler.hard_counts, adversarial_temperature=adversarial_temperature,
-                                    hard_weighting=hard_weighting)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad()
-    return float(loss.detach())
+    loss = make_loss(None if hard_weighting == "adversarial" else hard_weighting, kmas_sampler, adversarial_temperature)
+    return optimisation_step(model, optimizer, data, batch, sample, num_negative, loss)
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -213,8 +186,7 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
     triples = triples_of(train_data)
     sampler = torch_data.DistributedSampler(triples, num_replicas=world_size, rank=rank, seed=seed, drop_last=False)
     loader = torch_data.DataLoader(triples, batch_size=batch_size, sampler=sampler, drop_last=len(triples) > batch_size)
-    num_batches = len(loader)
-    if num_batches == 0:
+    if len(loader) == 0:
         raise ValueError(f"batch_size={batch_size}: no full batch in {len(triples)} training triples over {world_size} rank(s)")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     sample = make_negative_sampler(negatives, model, train_data, steps, seed=seed, kmas_options=kmas_options)
@@ -224,28 +196,6 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(out)
 
-    losses, history = [], []
-    best = {"mrr": -math.inf, "step": None}
-    step, epoch, batches_done, validated_at = 0, 0, 0, None
-    if resume is not None:
-        if resume["world_size"] != world_size:
-            raise ValueError(f"resume: the run was saved with {resume['world_size']} process(es), this one has {world_size}; "
-                             "resume with the same number")
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        step = int(resume["step"])
-        epoch, batches_done = int(resume["data_order"]["epoch"]), int(resume["data_order"]["batches_done"])
-        losses, history = list(resume["losses"]), list(resume["history"])
-        best = dict(resume["best"])
-        validated_at = resume["validated_at"]
-        rank_state = resume["ranks"][rank]
-        if negative_sampler is not None:
-            if rank_state["negative_sampler"] is None:
-                raise ValueError("resume: the saved run drew no KMAS negatives, this one does (--negatives differs?)")
-            negative_sampler.load_state_dict(rank_state["negative_sampler"])
-        log(f"resuming at step {step} of {steps} (epoch {epoch}, batch {batches_done})")
-    parallel = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world_size > 1 else model
-
     if negatives_log is not None:
         log_path = Path(f"{negatives_log}.rank{rank}" if world_size > 1 else negatives_log)
         draw = sample
@@ -253,39 +203,59 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
         def sample(data, batch, k):  # noqa: F811  (the same sampler, logging what it drew)
             drawn = draw(data, batch, k)
             with open(log_path, "a") as f:
-                f.write(json.dumps({"step": step, "rank": rank, "batch": drawn.tolist()}) + "\n")
+                f.write(json.dumps({"step": loop.step, "rank": rank, "batch": drawn.tolist()}) + "\n")
             return drawn
 
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
+    if resume is not None and resume["world_size"] != world_size:
+        raise ValueError(f"resume: the run was saved with {resume['world_size']} process(es), this one has {world_size}; "
+                         "resume with the same number")
+    data_order = resume["data_order"] if resume is not None else {"epoch": 0, "batches_done": 0}
+    # a resumed run's torch RNG is restored when its first batch is drawn, so that nothing before moves it
+    batches = EpochBatches(loader, sampler, device, int(data_order["epoch"]), int(data_order["batches_done"]),
+                           rng_state=resume["ranks"][rank]["rng"] if resume is not None else None,
+                           restore_rng=lambda state: _set_rng_state(state, device))
+    loop = TrainingLoop(model, optimizer, steps=steps, batches=batches, sample=sample, num_negative=num_negative,
+                        graph=train_data, valid_every=valid_every, save_every=save_every,
+                        loss=make_loss(None if hard_weighting == "adversarial" else hard_weighting, negative_sampler,
+                                       adversarial_temperature),
+                        after_step=(lambda tag, loss: stats_callback(negative_sampler.stats()))
+                        if stats_callback is not None and negative_sampler is not None else None,
+                        progress=progress and rank == 0, desc=f"train[{negatives}]")
+    best = {"mrr": -math.inf, "step": None}
+    if resume is not None:
+        loop.load_state_dict(resume)
+        loop.history, loop.validated_at, best = list(resume["history"]), resume["validated_at"], dict(resume["best"])
+        if negative_sampler is not None:
+            if resume["ranks"][rank]["negative_sampler"] is None:
+                raise ValueError("resume: the saved run drew no KMAS negatives, this one does (--negatives differs?)")
+            negative_sampler.load_state_dict(resume["ranks"][rank]["negative_sampler"])
+        log(f"resuming at step {loop.step} of {steps} (epoch {data_order['epoch']}, batch {data_order['batches_done']})")
+    loop.module = parallel = (nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+                              if world_size > 1 else model)
 
-        bar = tqdm(total=steps, initial=step, desc=f"train[{negatives}]", unit="step", file=sys.stderr)
     start = time.perf_counter()
     parallel.train()
 
-    def validate() -> None:
-        nonlocal validated_at
+    def validate(step: int) -> dict | None:
+        metrics = None
         if rank == 0:
             queries = triples_of(valid_data)
             if valid_limit:
                 queries = queries[:valid_limit]
             metrics = evaluate(model, valid_data, queries, valid_filter, batch_size=eval_batch_size)
             metrics = {k: v for k, v in metrics.items() if k not in ("tail_ranks", "head_ranks")}
-            history.append({"step": step, **metrics})
             log(f"step {step}: valid mrr {metrics['mrr']:.4f} hits@10 {metrics['hits@10']:.4f} ({metrics['num_ranks']} ranks)")
             if out is not None:
                 state = {"model": model.state_dict(), "architecture": architecture_of(model),
                          "optimizer": optimizer.state_dict(), "step": step, "metrics": metrics}
-                atomic_save(state, out / f"model_step_{step}.pth")
+                save_state(state, out / f"model_step_{step}.pth")
                 if metrics["mrr"] > best["mrr"]:
-                    atomic_save(state, out / "best.pth")
+                    save_state(state, out / "best.pth")
             if metrics["mrr"] > best["mrr"]:
                 best.update(mrr=metrics["mrr"], step=step)
-            parallel.train()
-        validated_at = step
         if world_size > 1:
             dist.barrier()
+        return metrics
 
     def save_last() -> None:
         """Every rank contributes its RNG and sampler state; rank 0 writes one file, so the ranks
@@ -297,109 +267,67 @@ def train(model: nn.Module, split, *, steps: int, batch_size: int = 64, num_nega
             ranks = [None] * world_size if rank == 0 else None
             dist.gather_object(mine, ranks, dst=0)
         if rank == 0 and out is not None:
-            atomic_save(training_state(model, optimizer, step=step, epoch=epoch, batches_done=batches_done,
-                                       world_size=world_size, ranks=ranks, best=best, history=history, losses=losses,
-                                       validated_at=validated_at, options=options), out / LAST_CHECKPOINT)
+            save_state(training_state(loop, data_order=batches.state_dict(), world_size=world_size, ranks=ranks,
+                                      best=best, options=options), out / LAST_CHECKPOINT)
         if world_size > 1:
             dist.barrier()
 
+    def stop_requested() -> int | None:
+        signum = stop.signum
+        if world_size > 1 and out is not None:  # every rank stops at the same step
+            flag = torch.tensor([signum], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            signum = int(flag)
+        return signum or None
+
+    loop.validate, loop.stop = validate, stop_requested
+    loop.save = save_last if out is not None else None
     if out is not None and resume is None:
         save_last()  # a run killed before its first --save-every step can still be resumed (from step 0)
     stop = _StopRequests(enabled=out is not None)
-    # Restored last, so that nothing above moves it. Starting an epoch (iter(loader)) draws one
-    # number from the global RNG: a state saved at an epoch's end is restored before that draw,
-    # one saved inside an epoch after it (and after skipping the batches already trained on).
-    rng_to_restore = resume["ranks"][rank]["rng"] if resume is not None else None
     try:
-        while step < steps:
-            sampler.set_epoch(epoch)
-            if rng_to_restore is not None and batches_done == 0:
-                _set_rng_state(rng_to_restore, device)
-                rng_to_restore = None
-            batches = iter(loader)
-            for _ in range(batches_done):  # resuming inside an epoch: the batches already trained on
-                next(batches)
-            if rng_to_restore is not None:
-                _set_rng_state(rng_to_restore, device)
-                rng_to_restore = None
-            for batch in batches:
-                loss = train_step(parallel, optimizer, train_data, batch.to(device), sample, num_negative, adversarial_temperature,
-                                  hard_weighting, negative_sampler)
-                losses.append(loss)
-                if stats_callback is not None and negative_sampler is not None:
-                    stats_callback(negative_sampler.stats())
-                step += 1
-                batches_done += 1
-                if batches_done == num_batches:
-                    epoch, batches_done = epoch + 1, 0
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}")
-                if valid_every and step % valid_every == 0 and step < steps:
-                    validate()
-                signum = stop.signum
-                if world_size > 1 and out is not None:  # every rank stops at the same step
-                    flag = torch.tensor([signum], device=device)
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                    signum = int(flag)
-                if out is not None and ((save_every and step % save_every == 0) or signum):
-                    save_last()
-                if signum:
-                    raise TrainingInterrupted(signum, step, out / LAST_CHECKPOINT if out is not None else None)
-                if step >= steps:
-                    break
-        if bar is not None:
-            bar.close()
-            bar = None
-        if validated_at != step:
-            validate()
+        signum = loop.run()
+        if signum:
+            raise TrainingInterrupted(signum, loop.step, out / LAST_CHECKPOINT if out is not None else None)
         if out is not None:
             save_last()
     finally:
         stop.close()
-        if bar is not None:
-            bar.close()
         if negative_sampler is not None and hasattr(negative_sampler, "close"):
             negative_sampler.close()
     return {
-        "steps": step,
+        "steps": loop.step,
         "negatives": negatives,
         "resumed_from_step": int(resume["step"]) if resume is not None else None,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-        "mean_loss_first_10pct": sum(losses[: max(1, len(losses) // 10)]) / max(1, len(losses[: max(1, len(losses) // 10)])) if losses else None,
-        "mean_loss_last_10pct": sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses[-max(1, len(losses) // 10):])) if losses else None,
-        "losses": losses,
-        "valid": history,
+        **loop.loss_summary(),
+        "losses": loop.losses,
+        "valid": loop.history,
         "best_valid_mrr": best["mrr"],
         "best_step": best["step"],
         "seconds": time.perf_counter() - start,
     }
 
 
-def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, *, step: int, epoch: int, batches_done: int,
-                   world_size: int, ranks: list, best: dict, history: list, losses: list, validated_at: int | None,
+def training_state(loop: TrainingLoop, *, data_order: dict, world_size: int, ranks: list, best: dict,
                    options: dict | None) -> dict:
     """The content of ``last.pth``: tensors and plain containers only (loads with weights_only=True).
 
-    ``model`` (ULTRA's key: ULTRA's code and kmas-eval read it as is), ``architecture``, ``optimizer``,
-    ``step``, ``data_order`` ({"epoch", "batches_done"}: the DistributedSampler's epoch and the
-    batches of it already trained on), ``world_size``, ``ranks`` (per rank: torch RNG states and
-    the KMAS sampler's state dict or None), ``best`` ({"mrr", "step"}), ``history`` (validation
-    metrics), ``losses``, ``validated_at``, ``options`` (what the run was started with).
+    From the loop (:meth:`TrainingLoop.state_dict`): ``model`` (ULTRA's key: ULTRA's code and
+    kmas-eval read it as is), ``optimizer``, ``step``, ``losses``; and ``architecture``,
+    ``data_order`` ({"epoch", "batches_done"}: the DistributedSampler's epoch and the batches of
+    it already trained on), ``world_size``, ``ranks`` (per rank: torch RNG states and the KMAS
+    sampler's state dict or None), ``best`` ({"mrr", "step"}), ``history`` (validation metrics),
+    ``validated_at``, ``options`` (what the run was started with).
     """
     return {
         "format": CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
-        "architecture": architecture_of(model),
-        "optimizer": optimizer.state_dict(),
-        "step": int(step),
-        "data_order": {"epoch": int(epoch), "batches_done": int(batches_done)},
+        **loop.state_dict(),
+        "architecture": architecture_of(loop.model),
+        "data_order": {"epoch": int(data_order["epoch"]), "batches_done": int(data_order["batches_done"])},
         "world_size": int(world_size),
         "ranks": ranks,
         "best": {"mrr": float(best["mrr"]), "step": best["step"]},
-        "history": history,
-        "losses": [float(loss) for loss in losses],
-        "validated_at": validated_at,
+        "history": loop.history,
+        "validated_at": loop.validated_at,
         "options": dict(options or {}),
     }
