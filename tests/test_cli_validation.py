@@ -13,6 +13,9 @@ COMMANDS = [
     ("kmas-train", ["--out-dir", "{file}"], "--out-dir"),
     ("kmas-train", ["--kmas-max-ratio", "2"], "--kmas-max-ratio"),
     ("kmas-train", ["--kmas-temperature", "0"], "--kmas-temperature"),
+    ("kmas-train", ["--kmas-loss", "focal"], "--kmas-loss"),
+    ("kmas-train", ["--kmas-fallback", "none"], "--kmas-fallback"),
+    ("kmas-train", ["--kmas-directions", "both"], "--kmas-directions"),
     ("kmas-train", ["--num-negative", "100000"], "--num-negative"),  # 60 entities: checked once the graph is loaded
     ("kmas-eval", ["--limit", "-5"], "--limit"),
     ("kmas-eval", ["--limit", "0"], "--limit"),
