@@ -121,15 +121,15 @@ def test_shadowed_source_tree_warns_once(monkeypatch):
     import warnings
 
     from kmas_kernels import installation
-    from kmas_kernels.backends import native
+    from kmas_kernels.backends import registry
 
-    monkeypatch.setattr(native, "cpu_available", lambda: "the _native_cpu extension is not next to the kmas_kernels "
+    monkeypatch.setattr(registry, "cpu_available", lambda: "the _native_cpu extension is not next to the kmas_kernels "
                                                          "imported from the source tree /x/kmas_kernels")
     monkeypatch.setattr(installation, "_WARNED", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert installation.warn_if_shadowed("kmas-demo") and not installation.warn_if_shadowed("kmas-demo")
     assert len(caught) == 1 and "source tree" in str(caught[0].message) and caught[0].category is RuntimeWarning
-    monkeypatch.setattr(native, "cpu_available", lambda: None)
+    monkeypatch.setattr(registry, "cpu_available", lambda: None)
     monkeypatch.setattr(installation, "_WARNED", False)
     assert installation.shadowed_reason() is None and not installation.warn_if_shadowed("kmas-demo")
