@@ -22,7 +22,7 @@ from kmas_ultra import Ultra, synthetic_split, triples_of
 split = synthetic_split(num_entities=60, num_relations=4, num_edges=300, seed=0)
 model, train_data, num_steps = Ultra(), split.train, 10
 batch = triples_of(split.train)[:8]  # (B, 3) [h, t, r], ULTRA's layout
-cfg = types.SimpleNamespace(task=types.SimpleNamespace(num_negative=16, strict_negative=True))
+cfg = types.SimpleNamespace(task=types.SimpleNamespace(num_negative=16, strict_negative=True, adversarial_temperature=1))
 """
 ULTRA_CHECK = """
 assert batch.shape == (8, 17, 3), batch.shape
@@ -48,6 +48,14 @@ def test_python_snippets_run_as_written(tmp_path):
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
     drop_in = next(block for block in rest if "KMASNegativeSampling" in block)
     result = _run(ULTRA_CONTEXT + drop_in + ULTRA_CHECK + "print('ok')", tmp_path)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+    # the loss line that replaces ULTRA's inline loss, after a drawn batch, as install() leaves it
+    loss_line = next(block for block in rest if "link_prediction_loss" in block)
+    loss_context = ("import kmas_kernels.loss\ntasks = types.SimpleNamespace(negative_sampling=negative_sampling)\n"
+                    "pred = model(train_data, batch)\n")
+    loss_check = ("import torch\nassert loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad\n"
+                  "assert tasks.negative_sampling.hard_counts.shape == (8,)\n")
+    result = _run(ULTRA_CONTEXT + drop_in + loss_context + loss_line + loss_check + "print('ok')", tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
