@@ -40,7 +40,7 @@ from .core.philox import STREAM_FILL
 from .core.problem import MiningProblem, TopKFn, prepare_problem
 from .core.reference import reference_top_k
 from .core.uniform import uniform_negatives
-from .core.validation import check_count, check_seed
+from .core.validation import check_count, check_seed, user_stacklevel
 
 # kept for callers that read it (python/kmas_bench): the value lives in MiningOptions
 DEFAULT_TEMPERATURE = MiningOptions.temperature
@@ -283,7 +283,7 @@ def _warn_reference_fallback(device: torch.device, large_k: int | None = None) -
                 f"num_negatives={large_k} is above the Triton kernel's limit ({TRITON_MAX_K}) and the CUDA "
                 "extension is not built: using the reference backend (a dense B x N computation). Build with "
                 "KMAS_BUILD_CUDA=1 for large k.",
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
         return
     if device.type in _WARNED:
@@ -294,7 +294,7 @@ def _warn_reference_fallback(device: torch.device, large_k: int | None = None) -
         f"kmas_kernels: backend='auto' runs the reference backend on {device.type} tensors, which materialises "
         f"B x N (slow, memory-hungry) because no fused backend is usable ({reasons or 'none exists for this device'})",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
 
 

@@ -14,7 +14,7 @@ from .core.options import SamplerOptions
 from .core.problem import MiningProblem, prepare_problem
 from .core.relation_weights import relation_weights_from_embeddings, same_direction_mask
 from .core.uniform import uniform_negatives
-from .core.validation import check_count, check_seed
+from .core.validation import check_count, check_seed, user_stacklevel
 from .hard_negatives import mine
 from .schedule import HardRatioSchedule, as_schedule, hard_count, ratio_at
 
@@ -269,7 +269,7 @@ def _relax_rows_without_negatives(problem: MiningProblem, out: torch.Tensor, row
         f"KMASSampler: {rows.numel()} row(s) have no non-excluded entity (strict={problem.strict}); "
         "their negatives are drawn uniformly from all entities but the positive instead",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
     index = problem.index
     positive = problem.positive[rows] if index.num_entities > 1 else torch.full_like(rows, -1)

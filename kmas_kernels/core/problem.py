@@ -20,6 +20,7 @@ from .validation import (
     check_count,
     check_float_tensor,
     check_seed,
+    user_stacklevel,
 )
 
 
@@ -45,7 +46,7 @@ def warn_zero_weight_rows(rows: int, batch: int) -> bool:
         "uniform (fill) negatives, not the one-hot default of a call without weights (warned once per process; check "
         "relation_weights.sum(1) > 0 first where that matters)",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
     return True
 

@@ -19,6 +19,19 @@ from .philox import SEED_BOUND
 BACKEND_NAMES = ("auto", "triton", "cuda", "cpu", "reference")
 
 
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` called right here that names the first frame outside
+    kmas_kernels (the user's line), however deep inside the package the warning is raised."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1  # the caller of this function: the frame that calls warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def check_count(value: Any, name: str, *, allow_zero: bool = False) -> int:
     """A Python int > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

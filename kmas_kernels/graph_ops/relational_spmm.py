@@ -35,6 +35,7 @@ from torch.autograd.function import once_differentiable
 
 from ..backends.registry import BACKENDS as REGISTRY
 from ..backends.registry import load_extension
+from ..core.validation import user_stacklevel
 from .csr import RelationalCSR
 from .rspmm_triton import TRITON_DTYPES, triton_gather, triton_relation_grad, triton_rspmm_available
 
@@ -47,7 +48,7 @@ _WARNED: set[str] = set()
 def _warn_once(message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RuntimeWarning, stacklevel=user_stacklevel())
 
 
 # ----------------------------------------------------------------------------- reference

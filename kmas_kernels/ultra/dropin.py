@@ -11,7 +11,7 @@ import torch
 from ..core.options import SamplerOptions
 from ..core.philox import draw_seed, mix_seed
 from ..core.relation_weights import DIRECTIONS, relation_weights_from_embeddings, same_direction_mask
-from ..core.validation import check_count, check_seed
+from ..core.validation import check_count, check_seed, user_stacklevel
 from ..relation_cache import FALLBACKS
 from ..sampler import SAMPLER_DIRECTIONS, SAMPLER_FALLBACK, hybrid_negatives
 from ..schedule import HardRatioSchedule, as_schedule, hard_count, ratio_at
@@ -251,7 +251,7 @@ class KMASNegativeSampling(EncoderHooks, GraphRegistry, CheckpointState):
                 "(the module returning the (B, R, d) representations), output_transform, and that the model is in "
                 "training mode.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     def stats(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..core.index import KGIndex
+from ..core.validation import user_stacklevel
 from ..relation_cache import RelationSimilarityCache
 from ..sampler import SAMPLER_DIRECTIONS
 
@@ -80,7 +81,7 @@ class GraphRegistry:
             warnings.warn(f"KMASNegativeSampling: a graph with {index.num_relations} relations has no inverse layout "
                           "(relation r + R/2 the inverse of r), so its hard negatives mix every relation "
                           "(directions='mixed') instead of the default 'separate'; pass directions='mixed' to silence this",
-                          stacklevel=3)
+                          stacklevel=user_stacklevel())
         return "mixed"
 
     def _state_for(self, data: Any) -> GraphState:
@@ -110,7 +111,7 @@ class GraphRegistry:
                 f"KMASNegativeSampling has seen {len(self._graphs)} different graphs: a graph with new edges on every "
                 "call gets a new, empty cache each time (hard negatives from the one-hot fallback)",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         return state
 
