@@ -298,7 +298,7 @@ def _warn_reference_fallback(device: torch.device, large_k: int | None = None) -
     )
 
 
-def mine(problem: MiningProblem, backend: str = "auto", limit: torch.Tensor | None = None) -> torch.Tensor:
+def mine(problem: MiningProblem, backend: str = MiningOptions.backend, limit: torch.Tensor | None = None) -> torch.Tensor:
     """The (B, k) hard negatives of a validated problem: the backend's top-k, then the fill.
 
     ``limit`` (B,) int64, at most k (KMASSampler's per-row capacity): row b is filled only up to
