@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 MAX_FILES = 8
@@ -29,18 +27,21 @@ HEADLINE = ("timing.json", "floor.json", "overhead.json", "env.json", "triton_of
 MAX_HEADLINE_BYTES = 2_000_000
 
 
+def _load_files_module():
+    """kmas_kernels/core/files.py, the project's atomic writes, loaded by path: packing must work
+    even when the package itself fails to import (a broken build is what a GPU check may find)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "kmas_kernels" / "core" / "files.py"
+    spec = importlib.util.spec_from_file_location("_kmas_core_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _atomic_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _load_files_module().atomic_write_bytes(data, path)
 
 
 def report_text(summary: dict, work: Path, tail_lines: int = 25) -> str:
